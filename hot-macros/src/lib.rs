@@ -1,0 +1,516 @@
+//! The `#[hot]` attribute of cargo hot. Users reach it as `hot_runtime::hot`.
+//!
+//! The macro emits *two* versions of the function and lets `hot-runtime` pick one with its
+//! `__private::select!` macro, whose definition depends on how `hot-runtime` itself was compiled:
+//!
+//! * **plain** (any ordinary `cargo build`): the item exactly as the user wrote it. Nothing else.
+//! * **hot** (built by `cargo hot`): a *dispatcher*. Every hot function owns a slot (one
+//!   `AtomicPtr`) and a registry entry in the `hot_runtime_fns` link section. A call loads the
+//!   slot; null means "run my own body", otherwise it calls the newer copy the slot points to.
+//!
+//! Sync functions are their own patch target: a patch contains a recompiled copy of the same
+//! function, and the runtime points the host's slot (and the slots of older patches) at it. The
+//! patch's copy has its own, patch-local slot, which stays null while it is the newest, so it runs
+//! its body. That needs no sibling item, which trait impls would not allow, and never names
+//! `Self::f` (which an inherent method of the same name could shadow).
+//!
+//! `async fn`s cannot be their own target (their opaque future type differs between builds), so
+//! the body moves into a non-capturing closure returning a boxed future, and the slot holds that
+//! closure's fn pointer.
+//!
+//! Errors are reported on the user's tokens and the item is still emitted, so IDEs keep working.
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2, TokenTree};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+use syn::{
+    FnArg, GenericParam, ItemFn, Lifetime, Pat, PatIdent, ReturnType, Signature, Type, parse_quote,
+};
+
+/// Marks a function as hot-patchable. See the `hot-runtime` crate documentation.
+#[proc_macro_attribute]
+pub fn hot(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let attr = TokenStream2::from(attr);
+    let item2 = TokenStream2::from(item.clone());
+    match expand(attr, item2.clone()) {
+        Ok(ts) => ts.into(),
+        // Emit the item unchanged next to the error so that IDEs and later errors stay useful.
+        Err(err) => {
+            let err = err.to_compile_error();
+            quote!(#item2 #err).into()
+        }
+    }
+}
+
+struct Args {
+    /// `?Send`: the boxed future of an `async fn` is not required to be `Send`.
+    not_send: bool,
+}
+
+fn parse_args(attr: TokenStream2) -> syn::Result<Args> {
+    let mut args = Args { not_send: false };
+    if attr.is_empty() {
+        return Ok(args);
+    }
+    let text = attr.to_string().replace(' ', "");
+    if text == "?Send" {
+        args.not_send = true;
+        return Ok(args);
+    }
+    Err(syn::Error::new_spanned(
+        attr,
+        "unknown argument to #[hot]: the only argument it takes is `?Send` (for an `async fn` \
+         whose future is not Send); write `#[hot]` or `#[hot(?Send)]`",
+    ))
+}
+
+fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+    let args = parse_args(attr);
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => return Err(not_a_function(item)),
+    };
+    let mut errors: Option<syn::Error> = args.as_ref().err().cloned();
+    let mut push = |e: syn::Error| match &mut errors {
+        Some(all) => all.combine(e),
+        None => errors = Some(e),
+    };
+    for e in check_signature(&func.sig) {
+        push(e);
+    }
+    if let Some(e) = errors {
+        return Err(e);
+    }
+    let args = args?;
+    let hot = if func.sig.asyncness.is_some() {
+        expand_async(&func, &args)
+    } else {
+        if args.not_send {
+            return Err(syn::Error::new_spanned(
+                &func.sig.fn_token,
+                "`?Send` only applies to an `async fn`; remove it",
+            ));
+        }
+        expand_sync(&func)
+    };
+    Ok(quote! {
+        ::hot_runtime::__private::select! {
+            { #func }
+            { #hot }
+        }
+    })
+}
+
+fn not_a_function(item: TokenStream2) -> syn::Error {
+    let what = match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(syn::Item::Struct(_)) => "a struct",
+        Ok(syn::Item::Enum(_)) => "an enum",
+        Ok(syn::Item::Impl(_)) => "an impl block",
+        Ok(syn::Item::Mod(_)) => "a module",
+        Ok(syn::Item::Static(_)) => "a static",
+        Ok(syn::Item::Const(_)) => "a const",
+        Ok(syn::Item::Trait(_)) => "a trait",
+        _ => {
+            if syn::parse2::<syn::TraitItemFn>(item.clone()).is_ok() {
+                return syn::Error::new_spanned(
+                    item,
+                    "#[hot] needs a function body: put it on the function in the `impl` block, \
+                     not on the declaration in the trait",
+                );
+            }
+            "not a function"
+        }
+    };
+    syn::Error::new_spanned(
+        item,
+        format!("#[hot] can only be applied to functions, and this is {what}: put it on a `fn` item or method"),
+    )
+}
+
+/// Everything the jump table cannot express yet. Each error points at the offending tokens.
+fn check_signature(sig: &Signature) -> Vec<syn::Error> {
+    let mut errs = Vec::new();
+    if let Some(c) = &sig.constness {
+        errs.push(syn::Error::new_spanned(
+            c,
+            "#[hot] cannot be used on a `const fn`: a const fn may run at compile time, where no \
+             patch can reach it; remove `const` or remove #[hot]",
+        ));
+    }
+    if let Some(abi) = &sig.abi {
+        errs.push(syn::Error::new_spanned(
+            abi,
+            "#[hot] cannot be used on an `extern` fn: foreign callers bind to its address directly; \
+             keep the extern fn as a thin wrapper and put #[hot] on a Rust fn it calls",
+        ));
+    }
+    if let Some(v) = &sig.variadic {
+        errs.push(syn::Error::new_spanned(
+            v,
+            "#[hot] cannot be used on a variadic fn",
+        ));
+    }
+    for p in &sig.generics.params {
+        match p {
+            GenericParam::Lifetime(_) => {}
+            GenericParam::Type(t) => errs.push(syn::Error::new_spanned(
+                t,
+                "#[hot] does not support type parameters yet: every instantiation would need its \
+                 own slot; make the hot fn take a concrete type (or `&dyn Trait`) and call the \
+                 generic code from it",
+            )),
+            GenericParam::Const(c) => errs.push(syn::Error::new_spanned(
+                c,
+                "#[hot] does not support const parameters yet: make the hot fn take the value as a \
+                 normal argument and call the const-generic code from it",
+            )),
+        }
+    }
+    for arg in &sig.inputs {
+        if let FnArg::Typed(pt) = arg {
+            if let Some(span) = find_impl_trait(&pt.ty) {
+                errs.push(syn::Error::new(
+                    span,
+                    "#[hot] does not support `impl Trait` arguments yet (they are type parameters); \
+                     take `&dyn Trait` or `Box<dyn Trait>`, or a concrete type",
+                ));
+            }
+        }
+    }
+    if let ReturnType::Type(_, ty) = &sig.output {
+        if let Some(span) = find_impl_trait(ty) {
+            errs.push(syn::Error::new(
+                span,
+                "#[hot] does not support `impl Trait` in return position: a patch could return a \
+                 different hidden type; return a concrete type or `Box<dyn Trait>`",
+            ));
+        }
+    }
+    errs
+}
+
+fn find_impl_trait(ty: &Type) -> Option<Span> {
+    struct Finder(Option<Span>);
+    impl<'ast> syn::visit::Visit<'ast> for Finder {
+        fn visit_type_impl_trait(&mut self, t: &'ast syn::TypeImplTrait) {
+            self.0.get_or_insert(t.span());
+        }
+    }
+    let mut f = Finder(None);
+    syn::visit::Visit::visit_type(&mut f, ty);
+    f.0
+}
+
+fn mentions_self(tokens: TokenStream2) -> bool {
+    tokens.into_iter().any(|tt| match tt {
+        TokenTree::Ident(i) => i == "Self",
+        TokenTree::Group(g) => mentions_self(g.stream()),
+        _ => false,
+    })
+}
+
+/// FNV-1a: stable across compiler versions, unlike `DefaultHasher`.
+fn fnv1a(text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// What the body sees as arguments, and how the dispatcher forwards them.
+struct Lowered {
+    /// The signature of the dispatcher: the user's, with destructuring patterns replaced by
+    /// `__hot_argN` (they are re-bound in the body, see `rebinds`).
+    sig: Signature,
+    /// `let <pattern> = __hot_argN;` for each destructuring pattern.
+    rebinds: Vec<TokenStream2>,
+    /// Expressions passed to the newer copy, in order (receiver first).
+    call_args: Vec<TokenStream2>,
+    /// Types of the fn pointer the slot holds, in order (receiver first).
+    ptr_inputs: Vec<Type>,
+    /// Argument types whose layout goes into the fingerprint (no receiver, no `Self`).
+    layout_types: Vec<Type>,
+    /// Normalized text of the signature without names, hashed into the fingerprint.
+    shape: String,
+}
+
+fn lower(sig: &Signature) -> Lowered {
+    let mut sig_out = sig.clone();
+    let mut rebinds = Vec::new();
+    let mut call_args = Vec::new();
+    let mut ptr_inputs = Vec::new();
+    let mut layout_types = Vec::new();
+    let mut shape = String::new();
+    if sig.unsafety.is_some() {
+        shape.push_str("unsafe ");
+    }
+    if sig.asyncness.is_some() {
+        shape.push_str("async ");
+    }
+    shape.push_str("fn(");
+    for (i, arg) in sig_out.inputs.iter_mut().enumerate() {
+        match arg {
+            FnArg::Receiver(r) => {
+                call_args.push(quote!(self));
+                ptr_inputs.push((*r.ty).clone());
+                shape.push_str(&r.ty.to_token_stream().to_string());
+            }
+            FnArg::Typed(pt) => {
+                let ty = (*pt.ty).clone();
+                shape.push_str(&ty.to_token_stream().to_string());
+                if !mentions_self(ty.to_token_stream()) {
+                    layout_types.push(ty.clone());
+                }
+                ptr_inputs.push(ty);
+                match &*pt.pat {
+                    Pat::Ident(PatIdent { ident, by_ref: None, subpat: None, .. }) => {
+                        call_args.push(ident.to_token_stream());
+                    }
+                    other => {
+                        let name = format_ident!("__hot_arg{}", i);
+                        let pat = other.clone();
+                        rebinds.push(quote!(let #pat = #name;));
+                        call_args.push(name.to_token_stream());
+                        pt.pat = Box::new(parse_quote!(#name));
+                    }
+                }
+            }
+        }
+        shape.push(',');
+    }
+    shape.push(')');
+    if let ReturnType::Type(_, ty) = &sig.output {
+        shape.push_str(" -> ");
+        shape.push_str(&ty.to_token_stream().to_string());
+    }
+    Lowered { sig: sig_out, rebinds, call_args, ptr_inputs, layout_types, shape }
+}
+
+/// Named lifetimes of the outer fn are not in scope inside the nested statics: turn them into
+/// `'_`, which in expression position (`Layout::new::<T>()`) is just inferred.
+struct EraseLifetimes;
+impl VisitMut for EraseLifetimes {
+    fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
+        if l.ident != "static" {
+            *l = Lifetime::new("'_", l.span());
+        }
+    }
+}
+
+fn layout_list(types: &[Type], output: &ReturnType) -> Vec<TokenStream2> {
+    let mut all: Vec<Type> = types.to_vec();
+    if let ReturnType::Type(_, ty) = output {
+        let never = matches!(**ty, Type::Never(_));
+        if !never && !mentions_self(ty.to_token_stream()) {
+            all.push((**ty).clone());
+        }
+    }
+    all.into_iter()
+        .map(|mut t| {
+            EraseLifetimes.visit_type_mut(&mut t);
+            quote!(::core::alloc::Layout::new::<#t>())
+        })
+        .collect()
+}
+
+/// The slot and the registry entry shared by both expansions.
+fn slot_and_entry(func: &ItemFn, low: &Lowered, kind: TokenStream2) -> TokenStream2 {
+    let name = func.sig.ident.to_string();
+    let hash = fnv1a(&low.shape);
+    let layouts = layout_list(&low.layout_types, &func.sig.output);
+    let span = Span::mixed_site();
+    quote_spanned! {span=>
+        static __HOT_SLOT: ::hot_runtime::__private::Slot = ::hot_runtime::__private::Slot::new();
+        #[used]
+        #[unsafe(link_section = "hot_runtime_fns")]
+        static __HOT_ENTRY: ::hot_runtime::__private::Entry = ::hot_runtime::__private::Entry::new(
+            ::hot_runtime::__private::fingerprint(#hash, &[#(#layouts),*]),
+            #kind,
+            &__HOT_SLOT,
+            ::core::concat!(::core::module_path!(), "::", #name),
+            ::core::file!(),
+            ::core::line!(),
+        );
+    }
+}
+
+fn expand_sync(func: &ItemFn) -> TokenStream2 {
+    let low = lower(&func.sig);
+    let attrs = &func.attrs;
+    let vis = &func.vis;
+    let sig = &low.sig;
+    let block = &func.block;
+    let rebinds = &low.rebinds;
+    let call_args = &low.call_args;
+    let inputs = &low.ptr_inputs;
+    let unsafety = &func.sig.unsafety;
+    let output = &func.sig.output;
+    let statics = slot_and_entry(func, &low, quote!(::hot_runtime::__private::KIND_SYNC));
+    quote! {
+        #(#attrs)*
+        #[allow(unused_mut, clippy::all)]
+        #vis #sig {
+            #statics
+            let __hot_target = __HOT_SLOT.get();
+            if __hot_target.is_null() {
+                #(#rebinds)*
+                #block
+            } else {
+                // SAFETY: the runtime only stores the address of a newer copy of this very
+                // function, whose fingerprint (signature and argument layouts) it checked.
+                #[allow(unused_unsafe, clippy::missing_transmute_annotations)]
+                let __hot_next = unsafe {
+                    ::core::mem::transmute::<*const (), #unsafety fn(#(#inputs),*) #output>(__hot_target)
+                };
+                #[allow(unused_unsafe)]
+                unsafe { __hot_next(#(#call_args),*) }
+            }
+        }
+    }
+}
+
+/// All lifetimes of an async entry become one higher-ranked `'__hot`: the boxed future must
+/// outlive nothing but what it borrows, and one lifetime is all a `dyn Future + '__hot` can name.
+struct UnifyLifetimes;
+impl VisitMut for UnifyLifetimes {
+    fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
+        if l.ident != "static" {
+            *l = Lifetime::new("'__hot", l.span());
+        }
+    }
+    fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
+        if r.lifetime.is_none() {
+            r.lifetime = Some(Lifetime::new("'__hot", Span::call_site()));
+        }
+        syn::visit_mut::visit_type_reference_mut(self, r);
+    }
+}
+
+/// Replaces the `self` keyword in a body by `replacement`, except in paths (`self::x`) and inside
+/// nested items that have their own `self` (fn, impl, trait, macro_rules).
+fn replace_self(ts: TokenStream2, replacement: &proc_macro2::Ident) -> TokenStream2 {
+    let tokens: Vec<TokenTree> = ts.into_iter().collect();
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut skip_next_brace = false;
+    let mut skip_next_paren = false;
+    let mut i = 0;
+    while i < tokens.len() {
+        let tt = &tokens[i];
+        match tt {
+            TokenTree::Ident(id) if id == "self" => {
+                let is_path = matches!(tokens.get(i + 1), Some(TokenTree::Punct(p)) if p.as_char() == ':');
+                if is_path {
+                    out.push(tt.clone());
+                } else {
+                    let mut r = replacement.clone();
+                    r.set_span(id.span());
+                    out.push(TokenTree::Ident(r));
+                }
+            }
+            TokenTree::Ident(id) if id == "impl" || id == "trait" || id == "macro_rules" => {
+                skip_next_brace = true;
+                out.push(tt.clone());
+            }
+            TokenTree::Ident(id) if id == "fn" => {
+                // `fn name(..) {..}` is a nested item; `fn(..)` is a type.
+                if matches!(tokens.get(i + 1), Some(TokenTree::Ident(_))) {
+                    skip_next_brace = true;
+                    skip_next_paren = true;
+                }
+                out.push(tt.clone());
+            }
+            TokenTree::Group(g) => {
+                let delim = g.delimiter();
+                let keep = (delim == proc_macro2::Delimiter::Brace && skip_next_brace)
+                    || (delim == proc_macro2::Delimiter::Parenthesis && skip_next_paren);
+                if delim == proc_macro2::Delimiter::Parenthesis {
+                    skip_next_paren = false;
+                }
+                if delim == proc_macro2::Delimiter::Brace {
+                    skip_next_brace = false;
+                }
+                if keep {
+                    out.push(tt.clone());
+                } else {
+                    let mut ng = proc_macro2::Group::new(delim, replace_self(g.stream(), replacement));
+                    ng.set_span(g.span());
+                    out.push(TokenTree::Group(ng));
+                }
+            }
+            _ => out.push(tt.clone()),
+        }
+        i += 1;
+    }
+    out.into_iter().collect()
+}
+
+fn expand_async(func: &ItemFn, args: &Args) -> TokenStream2 {
+    let low = lower(&func.sig);
+    let attrs = &func.attrs;
+    let vis = &func.vis;
+    let sig = &low.sig;
+    let rebinds = &low.rebinds;
+    let call_args = &low.call_args;
+    let unsafety = &func.sig.unsafety;
+    let self_ident = format_ident!("__hot_self");
+
+    let mut inputs: Vec<Type> = low.ptr_inputs.clone();
+    for t in &mut inputs {
+        UnifyLifetimes.visit_type_mut(t);
+    }
+    let mut ret: Type = match &func.sig.output {
+        ReturnType::Default => parse_quote!(()),
+        ReturnType::Type(_, t) => (**t).clone(),
+    };
+    let mut declared_ret = ret.clone();
+    EraseLifetimes.visit_type_mut(&mut declared_ret);
+    UnifyLifetimes.visit_type_mut(&mut ret);
+    let send = if args.not_send { quote!() } else { quote!(+ ::core::marker::Send) };
+    let fut = quote! {
+        ::core::pin::Pin<::std::boxed::Box<dyn ::core::future::Future<Output = #ret> #send + '__hot>>
+    };
+    let entry_ty = quote!(for<'__hot> #unsafety fn(#(#inputs),*) -> #fut);
+
+    // Closure parameters: the receiver renamed, the rest as the dispatcher names them.
+    let params: Vec<TokenStream2> = low
+        .call_args
+        .iter()
+        .map(|a| if a.to_string() == "self" { self_ident.to_token_stream() } else { a.clone() })
+        .collect();
+    let body = replace_self(func.block.to_token_stream(), &self_ident);
+    let rebinds_in: Vec<TokenStream2> =
+        rebinds.iter().map(|r| replace_self(r.clone(), &self_ident)).collect();
+    let statics = slot_and_entry(func, &low, quote!(::hot_runtime::__private::KIND_ASYNC));
+    let call_unsafe = if unsafety.is_some() { quote!(unsafe) } else { quote!() };
+    quote! {
+        #(#attrs)*
+        #[allow(unused_mut, clippy::all)]
+        #vis #sig {
+            // The patch target: the body in a non-capturing closure returning a boxed future.
+            // It must stay the first closure of this fn: cargo hot finds it by that name.
+            let __hot_entry: #entry_ty = |#(#params),*| {
+                ::std::boxed::Box::pin(async move {
+                    #(#rebinds_in)*
+                    let __hot_ret: #declared_ret = #body;
+                    #[allow(unreachable_code)]
+                    __hot_ret
+                })
+            };
+            #statics
+            let __hot_target = __HOT_SLOT.get();
+            let __hot_next = if __hot_target.is_null() {
+                __hot_entry
+            } else {
+                // SAFETY: the runtime only stores the entry of a newer copy of this very
+                // function, whose fingerprint it checked.
+                #[allow(clippy::missing_transmute_annotations)]
+                unsafe { ::core::mem::transmute::<*const (), #entry_ty>(__hot_target) }
+            };
+            #call_unsafe { __hot_next(#(#call_args),*) }.await
+        }
+    }
+}

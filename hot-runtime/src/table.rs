@@ -1,0 +1,274 @@
+//! The jump table: one [`Slot`] per hot function, the link-time registry of [`Entry`]s, and
+//! [`apply`], which rebinds slots.
+//!
+//! A call through a hot function is `Slot::get` (one `Acquire` load, a plain `mov` on x86_64),
+//! a null test, and either the function's own body or one indirect call. Nothing locks on that
+//! path; only `apply` takes a lock, to serialize patches.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use crate::protocol::Refusal;
+
+/// Where a hot function's calls go. Null: run the function's own body.
+#[repr(transparent)]
+#[derive(Debug)]
+pub struct Slot(AtomicPtr<()>);
+
+impl Slot {
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Slot(AtomicPtr::new(std::ptr::null_mut()))
+    }
+    #[inline(always)]
+    pub fn get(&self) -> *const () {
+        self.0.load(Ordering::Acquire)
+    }
+    fn set(&self, p: *const ()) {
+        self.0.store(p as *mut (), Ordering::Release);
+    }
+}
+
+/// `Entry::kind` of a plain `fn`: the slot holds the address of a newer copy of the fn itself.
+pub const KIND_SYNC: u32 = 0;
+/// `Entry::kind` of an `async fn`: the slot holds its boxed-future entry closure.
+pub const KIND_ASYNC: u32 = 1;
+
+/// A hot function as the linker sees it: one per `#[hot]` fn, in the `hot_runtime_fns` section.
+///
+/// The layout is fixed (`repr(C)`) because `cargo hot` reads `fingerprint` (offset 0) and `kind`
+/// (offset 8) straight from the host binary and from patch objects.
+#[repr(C)]
+pub struct Entry {
+    pub fingerprint: u64,
+    pub kind: u32,
+    pub line: u32,
+    pub slot: &'static Slot,
+    pub name: &'static str,
+    pub file: &'static str,
+    /// Links the runtime's loader into every program with a hot function (see `loader::ANCHOR`).
+    pub anchor: &'static u8,
+}
+
+impl Entry {
+    pub const fn new(
+        fingerprint: u64,
+        kind: u32,
+        slot: &'static Slot,
+        name: &'static str,
+        file: &'static str,
+        line: u32,
+    ) -> Self {
+        Entry { fingerprint, kind, line, slot, name, file, anchor: &crate::loader::ANCHOR }
+    }
+    /// `module::path::fn_name` (methods show their module, not their type).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+    /// Source location of the function.
+    pub fn location(&self) -> (&'static str, u32) {
+        (self.file, self.line)
+    }
+    /// Hash of the normalized signature and of the argument and return layouts.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+    /// Identity of this function for [`apply`].
+    pub fn id(&'static self) -> FnId {
+        FnId(self as *const Entry as usize)
+    }
+}
+
+/// Mixes argument/return layouts into the signature hash (FNV-1a, evaluated at compile time).
+pub const fn fingerprint(signature_hash: u64, layouts: &[std::alloc::Layout]) -> u64 {
+    let mut h = signature_hash;
+    let mut i = 0;
+    while i < layouts.len() {
+        h = mix(h, layouts[i].size() as u64);
+        h = mix(h, layouts[i].align() as u64);
+        i += 1;
+    }
+    h
+}
+
+const fn mix(mut h: u64, v: u64) -> u64 {
+    let mut i = 0;
+    while i < 8 {
+        h ^= (v >> (i * 8)) & 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    h
+}
+
+// Keeps `__start_`/`__stop_hot_runtime_fns` defined even in a program without hot functions,
+// and pulls this object file into every link that uses the registry.
+static SENTINEL_SLOT: Slot = Slot::new();
+#[used]
+#[unsafe(link_section = "hot_runtime_fns")]
+static SENTINEL: Entry = Entry::new(0, u32::MAX, &SENTINEL_SLOT, "", "", 0);
+
+#[allow(improper_ctypes)] // never called: only the addresses are used
+unsafe extern "C" {
+    #[link_name = "__start_hot_runtime_fns"]
+    static START: Entry;
+    #[link_name = "__stop_hot_runtime_fns"]
+    static STOP: Entry;
+}
+
+/// Every hot function linked into the program, whether or not it was ever called.
+pub fn registry() -> impl Iterator<Item = &'static Entry> {
+    all_entries().iter().filter(|e| e.kind != u32::MAX)
+}
+
+fn all_entries() -> &'static [Entry] {
+    // SAFETY: the linker places every `hot_runtime_fns` input section between the two symbols;
+    // each holds one `Entry` (size a multiple of its alignment, so they are contiguous).
+    unsafe {
+        let start = &raw const START;
+        let stop = &raw const STOP;
+        let n = (stop as usize - start as usize) / std::mem::size_of::<Entry>();
+        std::slice::from_raw_parts(start, n)
+    }
+}
+
+/// Identity of a hot function: the address of its registry entry in the running program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FnId(pub usize);
+
+/// Finds a hot function by its registry name (`module::path::fn_name`).
+pub fn find(name: &str) -> Option<&'static Entry> {
+    registry().find(|e| e.name == name)
+}
+
+pub(crate) fn entry_at(addr: usize) -> Option<&'static Entry> {
+    all_entries().iter().find(|e| std::ptr::from_ref::<Entry>(e) as usize == addr && e.kind != u32::MAX)
+}
+
+/// One function of a patch.
+#[derive(Clone, Copy, Debug)]
+pub struct Rebind {
+    /// The host function to rebind.
+    pub id: FnId,
+    /// Fingerprint of the new code; must equal the host's.
+    pub fingerprint: u64,
+    /// `KIND_SYNC` or `KIND_ASYNC`; must equal the host's.
+    pub kind: u32,
+    /// The new code: a newer copy of the function (sync) or its entry closure (async).
+    pub target: *const (),
+    /// The new copy's own slot, which later patches must also redirect (so code running in this
+    /// patch reaches the newest version too). `None` when the new code has no slot of its own.
+    pub own_slot: Option<&'static Slot>,
+}
+
+/// What [`apply`] did with each function.
+#[derive(Clone, Debug, Default)]
+pub struct PatchReport {
+    /// Value of [`generation`](crate::generation) after this patch.
+    pub generation: u64,
+    /// Registry names of the functions rebound.
+    pub rebound: Vec<&'static str>,
+    /// Functions refused, with the reason; their old code keeps running.
+    pub refused: Vec<(FnId, Refusal)>,
+}
+
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
+struct State {
+    /// Slots of older patch copies of each function, all redirected on every rebind.
+    copies: HashMap<FnId, Vec<&'static Slot>>,
+    callbacks: Vec<Box<dyn Fn(&PatchReport) + Send + Sync>>,
+}
+
+fn state() -> &'static Mutex<State> {
+    static S: OnceLock<Mutex<State>> = OnceLock::new();
+    S.get_or_init(|| Mutex::new(State { copies: HashMap::new(), callbacks: Vec::new() }))
+}
+
+fn lock() -> std::sync::MutexGuard<'static, State> {
+    // A panicking `on_patch` callback must not disable patching for the rest of the run.
+    state().lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn on_patch(f: Box<dyn Fn(&PatchReport) + Send + Sync>) {
+    lock().callbacks.push(f);
+}
+
+/// Rebinds each function of `rebinds` or refuses it; returns what happened to each.
+///
+/// Each rebind is a single atomic store per slot: a call already running finishes on the code
+/// it started with, the next call runs the new code.
+///
+/// # Safety
+/// Each `target` must be the address of code with exactly the signature the host function has
+/// (same ABI, argument and return types): for `KIND_SYNC` a copy of the same function, for
+/// `KIND_ASYNC` an entry closure of the same function. It must never be the host function's
+/// own dispatcher (that would loop) and must stay mapped forever.
+pub unsafe fn apply(rebinds: &[Rebind]) -> PatchReport {
+    let mut st = lock();
+    let mut report = PatchReport::default();
+    let mut any = false;
+    for r in rebinds {
+        let Some(entry) = entry_at(r.id.0) else {
+            report.refused.push((r.id, Refusal::UnknownFunction));
+            continue;
+        };
+        if entry.kind != r.kind {
+            report.refused.push((r.id, Refusal::KindDiffers));
+            continue;
+        }
+        if entry.fingerprint != r.fingerprint {
+            report.refused.push((r.id, Refusal::FingerprintDiffers));
+            continue;
+        }
+        let copies = st.copies.entry(r.id).or_default();
+        // Older copies first, the host last: until the host's slot moves, nothing new runs.
+        for old in copies.iter() {
+            old.set(r.target);
+        }
+        entry.slot.set(r.target);
+        if let Some(own) = r.own_slot {
+            if !std::ptr::eq(own, entry.slot) {
+                own.set(std::ptr::null());
+                copies.push(own);
+            }
+        }
+        report.rebound.push(entry.name);
+        any = true;
+    }
+    report.generation = if any {
+        GENERATION.fetch_add(1, Ordering::AcqRel) + 1
+    } else {
+        GENERATION.load(Ordering::Acquire)
+    };
+    let callbacks = std::mem::take(&mut st.callbacks);
+    drop(st);
+    for cb in &callbacks {
+        cb(&report);
+    }
+    let mut st = lock();
+    let added = std::mem::replace(&mut st.callbacks, callbacks);
+    st.callbacks.extend(added);
+    report
+}
+
+/// Points every slot of `id` back at the host's own body. Test support.
+///
+/// # Safety
+/// As for [`apply`]: no caller may depend on the patched behaviour afterwards.
+pub unsafe fn reset(id: FnId) -> bool {
+    let mut st = lock();
+    let Some(entry) = entry_at(id.0) else { return false };
+    entry.slot.set(std::ptr::null());
+    // Older patch copies keep their slots cleared and run their own bodies; only tests that
+    // never loaded a patch call this.
+    for c in st.copies.remove(&id).unwrap_or_default() {
+        c.set(std::ptr::null());
+    }
+    true
+}
