@@ -16,6 +16,11 @@
 
 use std::fmt::Write as _;
 
+/// `Entry::kind` of a plain `fn`: the slot holds the address of a newer copy of the fn itself.
+pub const KIND_SYNC: u32 = 0;
+/// `Entry::kind` of an `async fn`: the slot holds its boxed-future entry closure.
+pub const KIND_ASYNC: u32 = 1;
+
 /// Longest line either side accepts (a patch naming thousands of functions still fits).
 pub const MAX_LINE: usize = 1 << 20;
 /// Most functions one patch may rebind.

@@ -30,10 +30,7 @@ impl Slot {
     }
 }
 
-/// `Entry::kind` of a plain `fn`: the slot holds the address of a newer copy of the fn itself.
-pub const KIND_SYNC: u32 = 0;
-/// `Entry::kind` of an `async fn`: the slot holds its boxed-future entry closure.
-pub const KIND_ASYNC: u32 = 1;
+pub use crate::protocol::{KIND_ASYNC, KIND_SYNC};
 
 /// A hot function as the linker sees it: one per `#[hot]` fn, in the `hot_runtime_fns` section.
 ///

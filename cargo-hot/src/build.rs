@@ -1,0 +1,254 @@
+//! The two builds: the *fat* build of the whole program through cargo (once per start or
+//! restart), and the *thin* build of one crate by replaying its recorded rustc invocation
+//! (on every save), which keeps the per-codegen-unit objects and skips the final link.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::record::{self, Invocation};
+
+/// Flags `cargo hot` adds to every crate of the hot build.
+///
+/// * `--cfg hot_runtime_hot` selects hot mode in `hot-runtime`;
+/// * `-C link-dead-code` keeps functions the program does not use yet, so a patch can call them;
+/// * v0 symbol names name closures by their parent, which is how async entries are found.
+pub const HOT_RUSTFLAGS: &[&str] = &["--cfg", "hot_runtime_hot", "-C", "link-dead-code", "-C", "symbol-mangling-version=v0"];
+
+/// Flags forwarded to `cargo build`, already re-emitted in cargo's spelling.
+#[derive(Clone, Debug, Default)]
+pub struct CargoFlags(pub Vec<OsString>);
+
+pub struct FatBuild {
+    pub exe: PathBuf,
+    pub records: PathBuf,
+    pub elapsed: Duration,
+}
+
+/// Result of a build that may fail on the user's code.
+pub enum Outcome<T> {
+    Built(T),
+    /// Compile errors, rendered like cargo renders them.
+    Failed(String),
+}
+
+fn cargo() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// `RUSTFLAGS` of the user plus ours, as `CARGO_ENCODED_RUSTFLAGS`.
+fn encoded_rustflags() -> String {
+    let mut flags: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+        Ok(s) if !s.is_empty() => s.split('\x1f').map(str::to_string).collect(),
+        _ => std::env::var("RUSTFLAGS").map(|s| s.split_whitespace().map(str::to_string).collect()).unwrap_or_default(),
+    };
+    flags.extend(HOT_RUSTFLAGS.iter().map(|s| s.to_string()));
+    flags.join("\x1f")
+}
+
+/// Builds the program with cargo in `hot_dir` (its own target directory), recording rustc
+/// invocations. `pick` chooses the executable among the built ones.
+pub fn fat_build(
+    flags: &CargoFlags,
+    hot_dir: &Path,
+    pick: &dyn Fn(&[(String, Vec<String>, PathBuf)]) -> Result<PathBuf>,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<Outcome<FatBuild>> {
+    let start = Instant::now();
+    let records = hot_dir.join("records");
+    let self_exe = std::env::current_exe().context("locating the cargo-hot executable")?;
+    let mut cmd = Command::new(cargo());
+    cmd.arg("build")
+        .arg("--message-format=json-diagnostic-rendered-ansi")
+        .args(&flags.0)
+        .env("CARGO_TARGET_DIR", hot_dir)
+        .env("RUSTC_WORKSPACE_WRAPPER", &self_exe)
+        .env(record::RECORD_DIR_ENV, &records)
+        .env("CARGO_ENCODED_RUSTFLAGS", encoded_rustflags())
+        .env_remove("RUSTFLAGS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("running cargo build")?;
+    let stderr = child.stderr.take().unwrap();
+    // cargo's own progress lines ("Compiling x") go to stderr; pass them through as they come.
+    let err_thread = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    let mut diagnostics = String::new();
+    let mut exes = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+        match v["reason"].as_str() {
+            Some("compiler-message") => {
+                if let Some(r) = v["message"]["rendered"].as_str() {
+                    let is_error = v["message"]["level"].as_str().is_some_and(|l| l.starts_with("error"));
+                    if is_error {
+                        diagnostics.push_str(r);
+                    } else {
+                        on_line(r);
+                    }
+                }
+            }
+            Some("compiler-artifact") => {
+                if let Some(exe) = v["executable"].as_str() {
+                    let name = v["target"]["name"].as_str().unwrap_or("").to_string();
+                    let kinds = v["target"]["kind"].as_array().map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect()).unwrap_or_default();
+                    exes.push((name, kinds, PathBuf::from(exe)));
+                }
+            }
+            _ => {}
+        }
+    }
+    let status = child.wait()?;
+    let cargo_err = err_thread.join().unwrap_or_default();
+    if !status.success() {
+        if diagnostics.is_empty() {
+            diagnostics = cargo_err;
+        }
+        return Ok(Outcome::Failed(diagnostics));
+    }
+    let exe = pick(&exes)?;
+    Ok(Outcome::Built(FatBuild { exe, records, elapsed: start.elapsed() }))
+}
+
+/// One crate that can be rebuilt thin: its recorded invocation and its own output directories.
+pub struct ThinCrate {
+    pub name: String,
+    pub manifest_dir: PathBuf,
+    pub inv: Invocation,
+    pub out_dir: PathBuf,
+    pub incr_dir: PathBuf,
+}
+
+/// The objects of one thin build, by codegen-unit name.
+pub struct ThinObjects {
+    pub objects: BTreeMap<String, PathBuf>,
+    pub elapsed: Duration,
+}
+
+impl ThinCrate {
+    pub fn new(record_path: &Path, thin_root: &Path) -> Result<ThinCrate> {
+        let inv = record::load(record_path)?;
+        let name = inv.crate_name().context("record without --crate-name")?.to_string();
+        let manifest_dir = PathBuf::from(inv.env.get("CARGO_MANIFEST_DIR").context("record without CARGO_MANIFEST_DIR")?);
+        let ty = inv.arg_value("--crate-type").unwrap_or("bin").to_string();
+        let dir = thin_root.join(format!("{name}.{ty}"));
+        Ok(ThinCrate { name, manifest_dir, out_dir: dir.join("out"), incr_dir: dir.join("incremental"), inv })
+    }
+
+    pub fn is_bin(&self) -> bool {
+        self.inv.arg_value("--crate-type").unwrap_or("bin") == "bin"
+    }
+
+    /// The recorded arguments with the output redirected and the link skipped.
+    fn thin_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut it = self.inv.args.iter().peekable();
+        let dropped_c = ["incremental=", "linker=", "debuginfo=", "save-temps", "strip="];
+        while let Some(a) = it.next() {
+            if a == "--out-dir" || a == "--emit" || a == "-o" {
+                it.next();
+                continue;
+            }
+            if a.starts_with("--out-dir=") || a.starts_with("--emit=") {
+                continue;
+            }
+            if a == "-C" {
+                if let Some(v) = it.peek() {
+                    if dropped_c.iter().any(|d| v.starts_with(d)) {
+                        it.next();
+                        continue;
+                    }
+                }
+            } else if let Some(v) = a.strip_prefix("-C") {
+                if dropped_c.iter().any(|d| v.starts_with(d)) {
+                    continue;
+                }
+            }
+            out.push(a.clone());
+        }
+        out.extend(
+            [
+                "--emit=link".to_string(),
+                format!("--out-dir={}", self.out_dir.display()),
+                format!("-Cincremental={}", self.incr_dir.display()),
+                "-Csave-temps".into(),
+                // Debug info is not needed to run a patch and costs time to generate and link.
+                "-Cdebuginfo=0".into(),
+                // The final link is skipped: only the per-codegen-unit objects are used.
+                "-Clinker=true".into(),
+            ],
+        );
+        out
+    }
+
+    /// Replays rustc. Errors come back rendered.
+    pub fn build(&self) -> Result<Outcome<ThinObjects>> {
+        let start = Instant::now();
+        std::fs::create_dir_all(&self.out_dir)?;
+        for e in std::fs::read_dir(&self.out_dir)? {
+            let p = e?.path();
+            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if n.ends_with(".o") || n.ends_with(".bc") {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+        let output = Command::new(&self.inv.rustc)
+            .args(self.thin_args())
+            .env_clear()
+            .envs(&self.inv.env)
+            .current_dir(&self.inv.cwd)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {}", self.inv.rustc.display()))?;
+        if !output.status.success() {
+            return Ok(Outcome::Failed(render_diagnostics(&output.stderr)));
+        }
+        let mut objects = BTreeMap::new();
+        for e in std::fs::read_dir(&self.out_dir)? {
+            let p = e?.path();
+            let Some(n) = p.file_name().and_then(|n| n.to_str()) else { continue };
+            let Some(stem) = n.strip_suffix(".rcgu.o") else { continue };
+            // <crate>[-<extra>].<cgu>.<session>
+            let Some((rest, _session)) = stem.rsplit_once('.') else { continue };
+            let Some((_crate, cgu)) = rest.split_once('.') else { continue };
+            objects.insert(cgu.to_string(), p);
+        }
+        if objects.is_empty() {
+            bail!("rustc left no object files in {}", self.out_dir.display());
+        }
+        Ok(Outcome::Built(ThinObjects { objects, elapsed: start.elapsed() }))
+    }
+}
+
+/// rustc's JSON diagnostics to the text cargo would show: errors only (warnings were shown by
+/// the fat build and would repeat on every save).
+pub fn render_diagnostics(stderr: &[u8]) -> String {
+    let mut out = String::new();
+    for line in String::from_utf8_lossy(stderr).lines() {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) => {
+                if v["$message_type"].as_str() == Some("diagnostic") && v["level"].as_str().is_some_and(|l| l.starts_with("error")) {
+                    if let Some(r) = v["rendered"].as_str() {
+                        out.push_str(r);
+                    }
+                }
+            }
+            Err(_) => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,147 @@
+//! A snapshot of the running program's binary, taken once after the fat build: its symbols, the
+//! names it imports from shared libraries, its thread-local segment and its hot-function
+//! registry. Patches are resolved against this snapshot and never re-read the binary.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use object::read::elf::ProgramHeader as _;
+use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
+
+/// Where a host symbol lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    Text,
+    /// Writable data: statics with interior mutability, `static mut`.
+    Data,
+    /// Read-only data.
+    ReadOnly,
+    /// A thread-local (value is its offset inside the TLS segment).
+    Tls,
+    Other,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct HostSym {
+    /// Link-time address (the runtime address is `base + value`).
+    pub value: u64,
+    pub size: u64,
+    pub place: Place,
+}
+
+/// A hot function of the host, keyed by its path without hash.
+#[derive(Clone, Debug)]
+pub struct HostFn {
+    pub entry: u64,
+    pub fingerprint: u64,
+    pub kind: u32,
+}
+
+pub struct HostImage {
+    /// Every defined symbol by mangled name; more than one value means ambiguous.
+    pub symbols: HashMap<String, Vec<HostSym>>,
+    /// Names the host itself imports (libc, libgcc_s...): patches leave them to the dynamic loader.
+    pub imports: std::collections::HashSet<String>,
+    /// `roundup(PT_TLS.memsz, PT_TLS.align)`: thread-pointer offset of a TLS symbol is
+    /// `st_value - tls_block`.
+    pub tls_block: u64,
+    /// Hot functions by demangled path (`crate::module::fn`, `<T as Trait>::fn`).
+    pub hot_fns: HashMap<String, HostFn>,
+    pub build_id: String,
+}
+
+/// Path of a symbol without hashes or crate disambiguators.
+pub fn demangle(name: &str) -> String {
+    format!("{:#}", rustc_demangle::demangle(name))
+}
+
+pub const ENTRY_SUFFIX: &str = "::__HOT_ENTRY";
+
+pub fn place_of(kind: SectionKind, name: &str) -> Place {
+    match kind {
+        SectionKind::Text => Place::Text,
+        SectionKind::Data | SectionKind::UninitializedData => {
+            if name.starts_with(".data.rel.ro") { Place::ReadOnly } else { Place::Data }
+        }
+        SectionKind::ReadOnlyData | SectionKind::ReadOnlyString | SectionKind::ReadOnlyDataWithRel => Place::ReadOnly,
+        SectionKind::Tls | SectionKind::UninitializedTls => Place::Tls,
+        _ => Place::Other,
+    }
+}
+
+impl HostImage {
+    pub fn load(path: &Path) -> Result<HostImage> {
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let file = object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
+        if file.format() != object::BinaryFormat::Elf || file.architecture() != object::Architecture::X86_64 {
+            bail!("cargo hot patches Linux x86_64 ELF programs only; {} is not one", path.display());
+        }
+        let mut symbols: HashMap<String, Vec<HostSym>> = HashMap::new();
+        let mut hot_fns = HashMap::new();
+        for sym in file.symbols() {
+            let Some(idx) = sym.section_index() else { continue };
+            let Ok(name) = sym.name() else { continue };
+            if name.is_empty() || sym.kind() == SymbolKind::Section || sym.kind() == SymbolKind::File {
+                continue;
+            }
+            let section = file.section_by_index(idx)?;
+            let place = place_of(section.kind(), section.name().unwrap_or(""));
+            let hs = HostSym { value: sym.address(), size: sym.size(), place };
+            let list = symbols.entry(name.to_string()).or_default();
+            if !list.iter().any(|o| o.value == hs.value) {
+                list.push(hs);
+            }
+            let dem = demangle(name);
+            if let Some(parent) = dem.strip_suffix(ENTRY_SUFFIX) {
+                let off = sym.address() - section.address();
+                let bytes = section.data()?.get(off as usize..off as usize + 12).context("registry entry outside its section")?;
+                let fingerprint = u64::from_le_bytes(bytes[0..8].try_into().unwrap());
+                let kind = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+                hot_fns.insert(parent.to_string(), HostFn { entry: sym.address(), fingerprint, kind });
+            }
+        }
+        let imports = file
+            .dynamic_symbols()
+            .filter(|s| s.is_undefined())
+            .filter_map(|s| s.name().ok().map(|n| n.split('@').next().unwrap_or(n).to_string()))
+            .collect();
+        let tls_block = tls_block(&data)?;
+        let build_id = build_id(&data);
+        Ok(HostImage { symbols, imports, tls_block, hot_fns, build_id })
+    }
+
+    /// The unique definition of `name`, or why there is none.
+    pub fn lookup(&self, name: &str) -> Result<Option<HostSym>, String> {
+        match self.symbols.get(name).map(Vec::as_slice) {
+            None | Some([]) => Ok(None),
+            Some([one]) => Ok(Some(*one)),
+            Some(_) => Err(format!("`{}` has several definitions in the running program", demangle(name))),
+        }
+    }
+}
+
+fn tls_block(data: &[u8]) -> Result<u64> {
+    let elf = object::read::elf::ElfFile64::<object::Endianness>::parse(data)?;
+    let endian = elf.endian();
+    for ph in elf.elf_program_headers() {
+        if ph.p_type(endian) == object::elf::PT_TLS {
+            let memsz = ph.p_memsz(endian);
+            let align = ph.p_align(endian).max(1);
+            return Ok(memsz.div_ceil(align) * align);
+        }
+    }
+    Ok(0)
+}
+
+/// A short identity of this exact binary: patches built for another build are refused.
+fn build_id(data: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for chunk in data.chunks(4096).step_by(7) {
+        for &b in chunk.iter().take(64) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{:016x}{:x}", h, data.len())
+}

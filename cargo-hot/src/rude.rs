@@ -1,0 +1,212 @@
+//! Rude edits: changes that cannot be patched into a running program because they change the
+//! shape of data or the type of a function (like .NET's "rude edits"). Detected from the source
+//! before building, by comparing the parsed items of each changed file with the last good
+//! snapshot, so the message can name the item.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use quote::ToTokens;
+
+/// The shapes that must not change, per file: item path -> normalized tokens.
+#[derive(Default)]
+pub struct Snapshot {
+    files: HashMap<PathBuf, HashMap<String, String>>,
+}
+
+fn is_hot(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|a| a.path().segments.last().is_some_and(|s| s.ident == "hot"))
+}
+
+fn sig_text(sig: &syn::Signature) -> String {
+    let mut s = sig.clone();
+    // Argument names are not part of the shape.
+    for arg in &mut s.inputs {
+        if let syn::FnArg::Typed(pt) = arg {
+            pt.pat = Box::new(syn::parse_quote!(_));
+        }
+    }
+    s.to_token_stream().to_string()
+}
+
+fn collect(items: &[syn::Item], prefix: &str, out: &mut HashMap<String, String>) {
+    for item in items {
+        match item {
+            syn::Item::Struct(s) => {
+                let mut s = s.clone();
+                s.attrs.retain(|a| !a.path().is_ident("doc"));
+                out.insert(format!("struct {prefix}{}", s.ident), s.to_token_stream().to_string());
+            }
+            syn::Item::Enum(e) => {
+                let mut e = e.clone();
+                e.attrs.retain(|a| !a.path().is_ident("doc"));
+                for v in &mut e.variants {
+                    v.attrs.retain(|a| !a.path().is_ident("doc"));
+                }
+                out.insert(format!("enum {prefix}{}", e.ident), e.to_token_stream().to_string());
+            }
+            syn::Item::Union(u) => {
+                out.insert(format!("union {prefix}{}", u.ident), u.fields.to_token_stream().to_string());
+            }
+            syn::Item::Trait(t) => {
+                // Only the declarations: default method bodies may change.
+                let decls: Vec<String> = t
+                    .items
+                    .iter()
+                    .map(|i| match i {
+                        syn::TraitItem::Fn(f) => sig_text(&f.sig),
+                        other => other.to_token_stream().to_string(),
+                    })
+                    .collect();
+                out.insert(format!("trait {prefix}{}", t.ident), decls.join(";"));
+            }
+            syn::Item::Static(s) => {
+                out.insert(format!("static {prefix}{}", s.ident), s.ty.to_token_stream().to_string());
+            }
+            syn::Item::Fn(f) if is_hot(&f.attrs) => {
+                out.insert(format!("hot fn {prefix}{}", f.sig.ident), sig_text(&f.sig));
+            }
+            syn::Item::Impl(imp) => {
+                let self_ty = imp.self_ty.to_token_stream().to_string().replace(' ', "");
+                for ii in &imp.items {
+                    if let syn::ImplItem::Fn(f) = ii {
+                        if is_hot(&f.attrs) {
+                            out.insert(format!("hot fn {prefix}{self_ty}::{}", f.sig.ident), sig_text(&f.sig));
+                        }
+                    }
+                }
+            }
+            syn::Item::Mod(m) => {
+                if let Some((_, items)) = &m.content {
+                    collect(items, &format!("{prefix}{}::", m.ident), out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn shapes(path: &Path) -> Option<HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let file = syn::parse_file(&text).ok()?;
+    let mut out = HashMap::new();
+    collect(&file.items, "", &mut out);
+    Some(out)
+}
+
+fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n != "target" && n != ".git") {
+                rs_files(&p, out);
+            }
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+impl Snapshot {
+    pub fn take(dirs: &[PathBuf]) -> Snapshot {
+        let mut s = Snapshot::default();
+        for d in dirs {
+            let mut files = Vec::new();
+            rs_files(d, &mut files);
+            for f in files {
+                if let Some(sh) = shapes(&f) {
+                    s.files.insert(f, sh);
+                }
+            }
+        }
+        s
+    }
+
+    /// Why the change of `paths` cannot be patched, if it cannot. A file that does not parse
+    /// is not judged here: rustc reports the syntax error and the old code keeps running.
+    pub fn check(&self, paths: &[PathBuf]) -> Option<String> {
+        for p in paths {
+            let Some(new) = shapes(p) else { continue };
+            let old = self.files.get(p).cloned().unwrap_or_default();
+            let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                match (old.get(k), new.get(k)) {
+                    (Some(a), Some(b)) if a != b => {
+                        let what = if k.starts_with("hot fn") { "signature of" } else { "definition of" };
+                        return Some(format!("the {what} {k} changed in {}", p.display()));
+                    }
+                    (Some(_), None) if !k.starts_with("hot fn") => {
+                        return Some(format!("{k} was removed from {}", p.display()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        None
+    }
+
+    /// Records the current content of `paths` as running.
+    pub fn update(&mut self, paths: &[PathBuf]) {
+        for p in paths {
+            match shapes(p) {
+                Some(sh) => {
+                    self.files.insert(p.clone(), sh);
+                }
+                None => {
+                    if !p.exists() {
+                        self.files.remove(p);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(before: &str, after: &str) -> Option<String> {
+        let dir = std::env::temp_dir().join(format!("cargo-hot-rude-{}-{}", std::process::id(), before.len() * 31 + after.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("lib.rs");
+        std::fs::write(&f, before).unwrap();
+        let snap = Snapshot::take(&[dir.clone()]);
+        std::fs::write(&f, after).unwrap();
+        let r = snap.check(&[f]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
+    #[test]
+    fn body_edits_are_not_rude() {
+        assert_eq!(check("#[hot] fn f() -> u32 { 1 }", "#[hot] fn f() -> u32 { 2 }"), None);
+        assert_eq!(check("struct S { a: u32 }\nfn g() {}", "/// doc\nstruct S { a: u32 }\nfn g() { let _ = 1; }"), None);
+        assert_eq!(check("#[hot] fn f(x: u32) {}", "#[hot] fn f(y: u32) {}"), None);
+        assert_eq!(check("trait T { fn a(&self) -> u32 { 1 } }", "trait T { fn a(&self) -> u32 { 2 } }"), None);
+    }
+
+    #[test]
+    fn shape_edits_are_rude() {
+        assert!(check("struct S { a: u32 }", "struct S { a: u32, b: u8 }").unwrap().contains("struct S"));
+        assert!(check("struct S { a: u32, b: u8 }", "struct S { b: u8, a: u32 }").is_some());
+        assert!(check("enum E { A }", "enum E { A, B }").unwrap().contains("enum E"));
+        assert!(check("static X: u32 = 1;", "static X: u64 = 1;").unwrap().contains("static X"));
+        assert!(check("#[hot] fn f() -> u32 { 1 }", "#[hot] fn f() -> u64 { 1 }").unwrap().contains("signature of hot fn f"));
+        assert!(check("impl S { #[hot] fn m(&self) {} }", "impl S { #[hot] fn m(&mut self) {} }").unwrap().contains("S::m"));
+        assert!(check("mod a { pub struct S(u8); }", "mod a { pub struct S(u16); }").unwrap().contains("a::S"));
+    }
+
+    #[test]
+    fn static_initializer_change_is_not_rude() {
+        assert_eq!(check("static X: u32 = 1;", "static X: u32 = 2;"), None);
+    }
+
+    #[test]
+    fn syntax_errors_are_left_to_rustc() {
+        assert_eq!(check("fn f() {}", "fn f( {}"), None);
+    }
+}

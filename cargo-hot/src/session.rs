@@ -1,0 +1,577 @@
+//! `cargo hot run`: build, launch, watch, and on each save patch the running program (or
+//! restart it when the edit cannot be patched).
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::hash::{Hash, Hasher};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use hot_runtime::protocol::{FnRebind, Message};
+
+use crate::build::{self, CargoFlags, Outcome, ThinCrate};
+use crate::host::{HostImage, demangle};
+use crate::link::{self, Refused};
+use crate::rude::{self, Snapshot};
+use crate::ui;
+
+pub enum Event {
+    Changed(Vec<PathBuf>),
+    WatchError(String),
+    ProgramExited(u32, ExitStatus),
+    Key(String),
+    Quit,
+}
+
+/// What to do when an edit cannot be patched.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RestartPolicy {
+    Restart,
+    KeepRunning,
+}
+
+pub struct Options {
+    pub flags: CargoFlags,
+    pub program_args: Vec<OsString>,
+    pub manifest_path: Option<PathBuf>,
+    pub package: Option<String>,
+    pub bin: Option<String>,
+    pub example: Option<String>,
+    pub target_dir: Option<PathBuf>,
+    pub restart: RestartPolicy,
+    pub debounce: Duration,
+    pub poll: bool,
+    pub extra_watch: Vec<PathBuf>,
+    pub ignores: Vec<PathBuf>,
+    pub build_only: bool,
+}
+
+struct Workspace {
+    root: PathBuf,
+    hot_dir: PathBuf,
+    member_dirs: Vec<PathBuf>,
+    target_dir: PathBuf,
+}
+
+fn workspace(opts: &Options) -> Result<Workspace> {
+    let mut cmd = cargo_metadata::MetadataCommand::new();
+    if let Some(m) = &opts.manifest_path {
+        cmd.manifest_path(m);
+    }
+    if let Some(c) = std::env::var_os("CARGO") {
+        cmd.cargo_path(c);
+    }
+    cmd.no_deps();
+    let md = cmd.exec().context("reading the workspace with `cargo metadata`")?;
+    let target_dir: PathBuf = opts.target_dir.clone().unwrap_or_else(|| md.target_directory.clone().into());
+    let member_dirs = md
+        .workspace_packages()
+        .iter()
+        .filter_map(|p| p.manifest_path.parent().map(|d| PathBuf::from(d.as_std_path())))
+        .collect();
+    Ok(Workspace { root: md.workspace_root.clone().into(), hot_dir: target_dir.join("hot"), member_dirs, target_dir })
+}
+
+fn pick_exe(opts: &Options) -> impl Fn(&[(String, Vec<String>, PathBuf)]) -> Result<PathBuf> + '_ {
+    move |exes| {
+        let want_kind = if opts.example.is_some() { "example" } else { "bin" };
+        let want_name = opts.example.as_ref().or(opts.bin.as_ref());
+        let cands: Vec<_> = exes
+            .iter()
+            .filter(|(name, kinds, _)| kinds.iter().any(|k| k == want_kind) && want_name.is_none_or(|w| w == name))
+            .collect();
+        match cands.as_slice() {
+            [one] => Ok(one.2.clone()),
+            [] => bail!("no binary to run was built; pass `--bin NAME` or `--example NAME`"),
+            many => bail!(
+                "`cargo hot run` could not determine which binary to run; use the `--bin` option to specify a binary.\navailable binaries: {}",
+                many.iter().map(|c| c.0.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+}
+
+/// A launched program and its control channel.
+struct Program {
+    pid: u32,
+    ctl: UnixStream,
+    replies: Receiver<Message>,
+    base: u64,
+    next_addr: u64,
+    reserve_end: u64,
+    connected: bool,
+}
+
+struct Patcher {
+    host: HostImage,
+    crates: Vec<ThinCrate>,
+    /// Content hash of each codegen unit as running in the program, per crate.
+    running: Vec<HashMap<String, u64>>,
+    snapshot: Snapshot,
+    patch_dir: PathBuf,
+    seq: u64,
+}
+
+fn hash_file(p: &Path) -> Result<u64> {
+    let bytes = std::fs::read(p)?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    Ok(h.finish())
+}
+
+pub fn run(opts: Options) -> Result<i32> {
+    let ws = workspace(&opts)?;
+    std::fs::create_dir_all(&ws.hot_dir)?;
+    let patch_dir = ws.hot_dir.join("patches").join(std::process::id().to_string());
+    create_private_dir(&patch_dir)?;
+    let _cleanup = RemoveOnDrop(patch_dir.clone());
+
+    let (tx, rx) = channel::<Event>();
+    {
+        let tx = tx.clone();
+        let _ = ctrlc::set_handler(move || {
+            let _ = tx.send(Event::Quit);
+        });
+    }
+
+    let mut watch_dirs = ws.member_dirs.clone();
+    watch_dirs.extend(opts.extra_watch.iter().cloned());
+    let filter = crate::watch::Filter::new(&ws.root, &ws.target_dir, opts.ignores.clone());
+    let _watcher = if opts.build_only {
+        None
+    } else {
+        Some(crate::watch::start(&watch_dirs, filter, opts.debounce, opts.poll, tx.clone())?)
+    };
+
+    let keys = !opts.build_only && std::io::stdin().is_terminal();
+    if keys {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+                if tx.send(Event::Key(line.trim().to_string())).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    let mut state: Option<(Program, Patcher)> = None;
+    let mut need_start = true;
+    loop {
+        if need_start {
+            need_start = false;
+            match start(&opts, &ws, &patch_dir, &tx)? {
+                StartOutcome::Started(p, pa) => state = Some((p, pa)),
+                StartOutcome::BuildOnly => return Ok(0),
+                StartOutcome::Failed => {
+                    if opts.build_only {
+                        return Ok(101);
+                    }
+                    ui::warn("Waiting", "for a change to build again");
+                }
+            }
+        }
+        let ev = match rx.recv() {
+            Ok(ev) => ev,
+            Err(_) => return Ok(0),
+        };
+        match ev {
+            Event::Quit => {
+                if let Some((p, _)) = &state {
+                    stop(p.pid);
+                }
+                return Ok(130);
+            }
+            Event::Key(k) if k == "q" => {
+                if let Some((p, _)) = &state {
+                    stop(p.pid);
+                }
+                return Ok(0);
+            }
+            Event::Key(k) if k == "r" => {
+                if let Some((p, _)) = state.take() {
+                    stop(p.pid);
+                }
+                ui::warn("Restarting", "(requested)");
+                need_start = true;
+            }
+            Event::Key(_) => {}
+            Event::WatchError(e) => ui::bad("error", &e),
+            Event::ProgramExited(pid, status) => {
+                if state.as_ref().is_some_and(|(p, _)| p.pid == pid) {
+                    ui::warn("Exited", &format!("{} ({status}); it will run again after the next successful build", program_name(&opts)));
+                    state = None;
+                }
+            }
+            Event::Changed(mut paths) => {
+                // A burst of saves during a build becomes one more build with the latest content.
+                while let Ok(Event::Changed(more)) = rx.recv_timeout(Duration::from_millis(5)) {
+                    paths.extend(more);
+                }
+                let Some((prog, patcher)) = state.as_mut() else {
+                    need_start = true;
+                    continue;
+                };
+                match on_change(&paths, prog, patcher, &opts) {
+                    Ok(ChangeResult::Done) => {}
+                    Ok(ChangeResult::Restart(why)) => {
+                        if opts.restart == RestartPolicy::Restart {
+                            ui::warn("Restarting", &format!("{}: {why}", program_name(&opts)));
+                            stop(prog.pid);
+                            state = None;
+                            need_start = true;
+                        } else {
+                            ui::warn(
+                                "Refused",
+                                &format!("{why}; the program keeps its current code (--no-restart). Press `r` + Enter to restart, or edit it back"),
+                            );
+                        }
+                    }
+                    Err(e) => ui::bad("error", &format!("{e:#}")),
+                }
+            }
+        }
+    }
+}
+
+fn program_name(opts: &Options) -> String {
+    opts.example.clone().or(opts.bin.clone()).or(opts.package.clone()).unwrap_or_else(|| "the program".into())
+}
+
+enum StartOutcome {
+    Started(Program, Patcher),
+    BuildOnly,
+    Failed,
+}
+
+fn start(opts: &Options, ws: &Workspace, patch_dir: &Path, tx: &Sender<Event>) -> Result<StartOutcome> {
+    ui::good("Building", &format!("{} (hot build in {})", program_name(opts), ws.hot_dir.display()));
+    let pick = pick_exe(opts);
+    let fat = match build::fat_build(&opts.flags, &ws.hot_dir, &pick, &mut |w| ui::diagnostics(w))? {
+        Outcome::Built(f) => f,
+        Outcome::Failed(diag) => {
+            ui::diagnostics(&diag);
+            ui::bad("error", "the program could not be built");
+            return Ok(StartOutcome::Failed);
+        }
+    };
+    ui::good("Finished", &format!("hot build in {:.2}s", fat.elapsed.as_secs_f64()));
+    if opts.build_only {
+        println!("{}", fat.exe.display());
+        return Ok(StartOutcome::BuildOnly);
+    }
+    let host = HostImage::load(&fat.exe)?;
+
+    // Thin-buildable crates: the workspace members this program was built from.
+    let mut crates = Vec::new();
+    for e in std::fs::read_dir(&fat.records)? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "json") {
+            let c = ThinCrate::new(&p, &ws.hot_dir.join("thin"))?;
+            if host_has_crate(&host, &c) {
+                crates.push(c);
+            }
+        }
+    }
+    // Libraries first, so that a patch is built in dependency order.
+    crates.sort_by_key(|c| c.is_bin());
+
+    let (parent, child_end) = UnixStream::pair().context("creating the control channel")?;
+    let child_fd = child_end.as_raw_fd();
+    let mut cmd = Command::new(&fat.exe);
+    cmd.args(&opts.program_args)
+        .env("HOT_RUNTIME_FD", child_fd.to_string())
+        .env("HOT_RUNTIME_BUILD_ID", &host.build_id)
+        .env("HOT_RUNTIME_PATCH_DIR", patch_dir)
+        // Its own process group: Ctrl-C reaches the tool, which stops the program cleanly.
+        .process_group(0);
+    // SAFETY: only async-signal-safe fcntl between fork and exec, to let the child inherit the fd.
+    unsafe {
+        cmd.pre_exec(move || {
+            let flags = libc::fcntl(child_fd, libc::F_GETFD);
+            libc::fcntl(child_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            Ok(())
+        });
+    }
+    ui::good("Running", &format!("`{}`", fat.exe.display()));
+    let mut child = cmd.spawn().with_context(|| format!("starting {}", fat.exe.display()))?;
+    drop(child_end);
+    let pid = child.id();
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = tx.send(Event::ProgramExited(pid, status));
+            }
+        });
+    }
+    let (rtx, rrx) = channel();
+    {
+        let reader = parent.try_clone()?;
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(reader);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match r.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => match Message::parse(&line) {
+                        Ok(m) => {
+                            if rtx.send(m).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => ui::bad("error", &format!("from the program: {e}")),
+                    },
+                }
+            }
+        });
+    }
+    let mut prog = Program { pid, ctl: parent, replies: rrx, base: 0, next_addr: 0, reserve_end: 0, connected: false };
+    match prog.replies.recv_timeout(Duration::from_secs(10)) {
+        Ok(Message::Hello { pid: hp, build_id, base, reserve_start, reserve_end, hot_fns }) => {
+            if hp != pid || build_id != host.build_id {
+                ui::bad("error", "the program that connected is not the one just built; patching is off");
+            } else if reserve_end == 0 {
+                ui::bad("error", "the program could not reserve address space for patches; patching is off");
+            } else {
+                prog.base = base;
+                prog.next_addr = reserve_start;
+                prog.reserve_end = reserve_end;
+                prog.connected = true;
+                let _ = hot_fns;
+            }
+        }
+        Ok(other) => ui::bad("error", &format!("unexpected first message from the program: {other:?}")),
+        Err(_) => ui::warn(
+            "Unpatchable",
+            "the program did not connect to cargo hot; does it depend on `hot-runtime` and have a #[hot] fn? Edits will restart it",
+        ),
+    }
+    let mut running = Vec::new();
+    // Baseline: the objects of the code now running, to diff each save against. Doing it now,
+    // while the program starts, makes the first save as fast as the others.
+    for c in &crates {
+        match c.build()? {
+            Outcome::Built(objs) => {
+                let mut m = HashMap::new();
+                for (cgu, p) in &objs.objects {
+                    m.insert(cgu.clone(), hash_file(p)?);
+                }
+                running.push(m);
+            }
+            Outcome::Failed(d) => {
+                ui::diagnostics(&d);
+                running.push(HashMap::new());
+            }
+        }
+    }
+    let snapshot = Snapshot::take(&crates.iter().map(|c| c.manifest_dir.clone()).collect::<Vec<_>>());
+    Ok(StartOutcome::Started(prog, Patcher { host, crates, running, snapshot, patch_dir: patch_dir.to_path_buf(), seq: 0 }))
+}
+
+/// Whether the host binary holds code of this crate (v0 names start with `_R` + crate).
+fn host_has_crate(host: &HostImage, c: &ThinCrate) -> bool {
+    let prefix = format!("{}::", c.name);
+    host.hot_fns.keys().any(|k| k.starts_with(&prefix) || k.starts_with(&format!("<{prefix}"))) || c.is_bin() || {
+        host.symbols.keys().take(200_000).any(|k| k.starts_with("_R") && demangle(k).starts_with(&prefix))
+    }
+}
+
+enum ChangeResult {
+    Done,
+    Restart(String),
+}
+
+fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Options) -> Result<ChangeResult> {
+    let t0 = Instant::now();
+    for p in paths {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name == "Cargo.toml" || name == "Cargo.lock" || name == "build.rs" {
+            return Ok(ChangeResult::Restart(format!("{} changed", p.display())));
+        }
+    }
+    // Which crates own the changed files (the deepest manifest directory wins).
+    let mut affected: HashSet<usize> = HashSet::new();
+    for p in paths {
+        let owner = pa
+            .crates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| p.starts_with(&c.manifest_dir))
+            .max_by_key(|(_, c)| c.manifest_dir.components().count());
+        if let Some((i, _)) = owner {
+            affected.insert(i);
+        }
+    }
+    if affected.is_empty() {
+        return Ok(ChangeResult::Done);
+    }
+    if let Some(rude) = pa.snapshot.check(paths) {
+        return Ok(ChangeResult::Restart(rude));
+    }
+    if !prog.connected {
+        return Ok(ChangeResult::Restart("the program is not connected to cargo hot".into()));
+    }
+    let mut rustc_time = Duration::ZERO;
+    let mut changed_objs = Vec::new();
+    let mut new_hashes: Vec<(usize, String, u64)> = Vec::new();
+    for i in 0..pa.crates.len() {
+        if !affected.contains(&i) {
+            continue;
+        }
+        let c = &pa.crates[i];
+        match c.build()? {
+            Outcome::Failed(diag) => {
+                ui::diagnostics(&diag);
+                ui::bad("error", &format!("could not compile `{}`; the program keeps running its last good code", c.name));
+                return Ok(ChangeResult::Done);
+            }
+            Outcome::Built(objs) => {
+                rustc_time += objs.elapsed;
+                for (cgu, p) in &objs.objects {
+                    let h = hash_file(p)?;
+                    if pa.running[i].get(cgu) != Some(&h) {
+                        changed_objs.push(p.clone());
+                        new_hashes.push((i, cgu.clone(), h));
+                    }
+                }
+            }
+        }
+    }
+    if changed_objs.is_empty() {
+        ui::good("Unchanged", &format!("no code changed ({} ms)", t0.elapsed().as_millis()));
+        pa.snapshot.update(paths);
+        return Ok(ChangeResult::Done);
+    }
+    pa.seq += 1;
+    let t_link = Instant::now();
+    let name = format!("patch-{}", pa.seq);
+    let job = link::Job {
+        objects: &changed_objs,
+        host: &pa.host,
+        base: prog.base,
+        addr: prog.next_addr,
+        work_dir: &pa.patch_dir,
+        name: &name,
+    };
+    let linked = match link::link(&job) {
+        Ok(l) => l,
+        Err(Refused(why)) => return Ok(ChangeResult::Restart(why)),
+    };
+    let link_time = t_link.elapsed();
+    if linked.addr + linked.len > prog.reserve_end {
+        return Ok(ChangeResult::Restart("the address space reserved for patches is used up".into()));
+    }
+    if linked.fns.is_empty() {
+        ui::warn(
+            "Skipped",
+            "the change is not reachable from a #[hot] fn (only code called from a hot fn's module is patched); restart with `r` to pick it up",
+        );
+        pa.snapshot.update(paths);
+        return Ok(ChangeResult::Done);
+    }
+    let t_load = Instant::now();
+    use std::os::unix::ffi::OsStrExt;
+    let msg = Message::Patch {
+        seq: pa.seq,
+        pid: prog.pid,
+        build_id: pa.host.build_id.clone(),
+        addr: linked.addr,
+        len: linked.len,
+        path: linked.path.as_os_str().as_bytes().to_vec(),
+        fns: linked.fns.iter().map(|f| FnRebind { host_entry: f.host_entry, patch_entry: f.patch_entry, target: f.target }).collect(),
+    };
+    writeln!(prog.ctl, "{}", msg.encode()).context("sending the patch to the program")?;
+    // The range is spent whatever the answer: a failed dlopen may still have mapped part of it.
+    prog.next_addr = (linked.addr + linked.len + 0xffff) & !0xffff;
+    let reply = loop {
+        match prog.replies.recv_timeout(Duration::from_secs(20)) {
+            Ok(Message::Pending { .. }) => {
+                ui::good("Queued", &format!("patch {} waits for the program's `apply_pending()`", pa.seq));
+                continue;
+            }
+            Ok(m) => break m,
+            Err(RecvTimeoutError::Timeout) => bail!("the program did not answer the patch within 20 s"),
+            Err(RecvTimeoutError::Disconnected) => bail!("the program closed the control channel"),
+        }
+    };
+    let load_time = t_load.elapsed();
+    match reply {
+        Message::Applied { refused, .. } => {
+            for (i, cgu, h) in new_hashes {
+                pa.running[i].insert(cgu, h);
+            }
+            pa.snapshot.update(paths);
+            let by_entry: HashMap<u64, &str> = linked.fns.iter().map(|f| (f.host_entry, f.name.as_str())).collect();
+            let names: Vec<&str> = linked.fns.iter().filter(|f| !refused.iter().any(|(e, _)| *e == f.host_entry)).map(|f| short(&f.name)).collect();
+            let total = t0.elapsed();
+            ui::good(
+                "Patched",
+                &format!(
+                    "{} in {} ms (rustc {} ms, link {} ms, load {} ms)",
+                    names.join(", "),
+                    total.as_millis(),
+                    rustc_time.as_millis(),
+                    link_time.as_millis(),
+                    load_time.as_millis()
+                ),
+            );
+            for (e, r) in refused {
+                ui::warn("Refused", &format!("{}: {}", by_entry.get(&e).copied().unwrap_or("?"), r.describe()));
+            }
+            let _ = opts;
+            Ok(ChangeResult::Done)
+        }
+        Message::Failed { reason, .. } => Ok(ChangeResult::Restart(format!("the program refused the patch: {reason}"))),
+        other => bail!("unexpected answer from the program: {other:?}"),
+    }
+}
+
+/// `crate::module::f` -> `module::f`, as users name their functions.
+fn short(path: &str) -> &str {
+    if path.starts_with('<') {
+        return path;
+    }
+    path.split_once("::").map(|(_, rest)| rest).unwrap_or(path)
+}
+
+/// SIGTERM to the program's process group, SIGKILL after 3 s.
+fn stop(pid: u32) {
+    let pgid = -(pid as i32);
+    // SAFETY: plain kill(2) on the process group we created.
+    unsafe { libc::kill(pgid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        // SAFETY: probing with signal 0.
+        if unsafe { libc::kill(pgid, 0) } != 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(pgid, libc::SIGKILL) };
+}
+
+fn create_private_dir(p: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if p.exists() {
+        std::fs::remove_dir_all(p)?;
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(p).with_context(|| format!("creating {}", p.display()))?;
+    Ok(())
+}
+
+struct RemoveOnDrop(PathBuf);
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

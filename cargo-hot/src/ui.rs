@@ -1,0 +1,83 @@
+//! Cargo-style status lines on stderr: a right-aligned, coloured status word and a message.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static COLOR: AtomicBool = AtomicBool::new(false);
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// `--color auto|always|never`, defaulting from `CARGO_TERM_COLOR`; `NO_COLOR` turns it off.
+pub fn init(color: Option<&str>, quiet: bool) {
+    let choice = color.map(str::to_string).or_else(|| std::env::var("CARGO_TERM_COLOR").ok()).unwrap_or_else(|| "auto".into());
+    let on = match choice.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    };
+    COLOR.store(on, Ordering::Relaxed);
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+pub fn color() -> bool {
+    COLOR.load(Ordering::Relaxed)
+}
+
+#[derive(Clone, Copy)]
+pub enum Tone {
+    Good,
+    Warn,
+    Bad,
+}
+
+pub fn status(tone: Tone, word: &str, msg: &str) {
+    if QUIET.load(Ordering::Relaxed) && !matches!(tone, Tone::Bad) {
+        return;
+    }
+    if color() {
+        let code = match tone {
+            Tone::Good => "32",
+            Tone::Warn => "33",
+            Tone::Bad => "31",
+        };
+        eprintln!("\x1b[1;{code}m{word:>12}\x1b[0m {msg}");
+    } else {
+        eprintln!("{word:>12} {msg}");
+    }
+}
+
+pub fn good(word: &str, msg: &str) {
+    status(Tone::Good, word, msg)
+}
+pub fn warn(word: &str, msg: &str) {
+    status(Tone::Warn, word, msg)
+}
+pub fn bad(word: &str, msg: &str) {
+    status(Tone::Bad, word, msg)
+}
+
+/// Rendered rustc diagnostics, with colour codes removed when colour is off.
+pub fn diagnostics(text: &str) {
+    if color() {
+        eprint!("{text}");
+    } else {
+        eprint!("{}", strip_ansi(text));
+    }
+}
+
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,0 +1,111 @@
+//! Watching the sources of the program's workspace crates: debounced, ignoring the target
+//! directory, `.git`, editor swap files and `.gitignore`d paths, and robust to editors that
+//! save by writing a temporary file and renaming it over the original.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use notify::RecursiveMode;
+use notify_debouncer_full::{DebounceEventResult, new_debouncer_opt};
+
+/// Decides which paths matter.
+pub struct Filter {
+    target_dir: PathBuf,
+    gitignore: ignore::gitignore::Gitignore,
+    ignores: Vec<PathBuf>,
+}
+
+impl Filter {
+    pub fn new(workspace_root: &Path, target_dir: &Path, ignores: Vec<PathBuf>) -> Filter {
+        let mut b = ignore::gitignore::GitignoreBuilder::new(workspace_root);
+        let _ = b.add(workspace_root.join(".gitignore"));
+        let gitignore = b.build().unwrap_or_else(|_| ignore::gitignore::Gitignore::empty());
+        Filter { target_dir: target_dir.to_path_buf(), gitignore, ignores }
+    }
+
+    /// True for a path whose change may need a patch or a restart.
+    pub fn relevant(&self, p: &Path) -> bool {
+        if p.starts_with(&self.target_dir) || self.ignores.iter().any(|i| p.starts_with(i)) {
+            return false;
+        }
+        if p.components().any(|c| c.as_os_str() == ".git" || c.as_os_str() == "target") {
+            return false;
+        }
+        let Some(name) = p.file_name().and_then(|n| n.to_str()) else { return false };
+        // Editor droppings: vim swap/backup files, emacs locks, JetBrains/VS Code temp files.
+        if name.starts_with(".#") || name.ends_with('~') || name.ends_with(".swp") || name.ends_with(".swx") || name.ends_with(".tmp") || name == "4913" {
+            return false;
+        }
+        let wanted = name.ends_with(".rs") || name == "Cargo.toml" || name == "Cargo.lock";
+        wanted && !self.gitignore.matched_path_or_any_parents(p, false).is_ignore()
+    }
+}
+
+/// Starts watching `dirs`; batches of relevant changed paths arrive on `tx`.
+pub fn start(
+    dirs: &[PathBuf],
+    filter: Filter,
+    debounce: Duration,
+    poll: bool,
+    tx: Sender<crate::session::Event>,
+) -> Result<Box<dyn std::any::Any>> {
+    let handler = move |res: DebounceEventResult| match res {
+        Ok(events) => {
+            let mut paths: Vec<PathBuf> = events
+                .into_iter()
+                .filter(|e| !matches!(e.kind, notify::EventKind::Access(_)))
+                .flat_map(|e| e.event.paths)
+                .filter(|p| filter.relevant(p))
+                .collect();
+            paths.sort();
+            paths.dedup();
+            if !paths.is_empty() {
+                let _ = tx.send(crate::session::Event::Changed(paths));
+            }
+        }
+        Err(errors) => {
+            for e in errors {
+                let _ = tx.send(crate::session::Event::WatchError(describe(&e)));
+            }
+        }
+    };
+    let config = notify::Config::default().with_poll_interval(Duration::from_millis(500));
+    if poll {
+        let mut d = new_debouncer_opt::<_, notify::PollWatcher, notify_debouncer_full::NoCache>(
+            debounce,
+            None,
+            handler,
+            notify_debouncer_full::NoCache,
+            config,
+        )
+        .context("starting the file watcher")?;
+        for dir in dirs {
+            d.watch(dir, RecursiveMode::Recursive).map_err(|e| anyhow::anyhow!(describe(&e)))?;
+        }
+        Ok(Box::new(d))
+    } else {
+        let mut d = new_debouncer_opt::<_, notify::RecommendedWatcher, notify_debouncer_full::RecommendedCache>(
+            debounce,
+            None,
+            handler,
+            notify_debouncer_full::RecommendedCache::new(),
+            config,
+        )
+        .context("starting the file watcher")?;
+        for dir in dirs {
+            d.watch(dir, RecursiveMode::Recursive).map_err(|e| anyhow::anyhow!(describe(&e)))?;
+        }
+        Ok(Box::new(d))
+    }
+}
+
+fn describe(e: &notify::Error) -> String {
+    if let notify::ErrorKind::MaxFilesWatch = e.kind {
+        return "the system's inotify watch limit is reached; raise it with \
+                `sudo sysctl fs.inotify.max_user_watches=524288`, or use `--poll`"
+            .into();
+    }
+    format!("file watcher: {e}")
+}
