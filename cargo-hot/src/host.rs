@@ -111,6 +111,32 @@ impl HostImage {
         Ok(HostImage { symbols, imports, tls_block, hot_fns, build_id })
     }
 
+    /// Adds the symbols an applied patch defines (at its load address), newest first: later
+    /// patches then call the code it introduced and share the statics it introduced, whose
+    /// state must survive like the host's.
+    pub fn absorb_patch(&mut self, so: &Path, base: u64) -> Result<usize> {
+        let data = std::fs::read(so).with_context(|| format!("reading {}", so.display()))?;
+        let file = object::File::parse(&*data)?;
+        let mut n = 0;
+        for sym in file.symbols() {
+            let Some(idx) = sym.section_index() else { continue };
+            let Ok(name) = sym.name() else { continue };
+            if name.is_empty() || matches!(sym.kind(), SymbolKind::Section | SymbolKind::File) {
+                continue;
+            }
+            let section = file.section_by_index(idx)?;
+            let sec_name = section.name().unwrap_or("");
+            // Redirects to the host itself, and per-copy hot slots and entries, stay as they are.
+            if sec_name == ".hot_anchor" || sec_name == "hot_runtime_fns" || demangle(name).ends_with("::__HOT_SLOT") {
+                continue;
+            }
+            let place = place_of(section.kind(), sec_name);
+            self.symbols.insert(name.to_string(), vec![HostSym { value: sym.address().wrapping_sub(base), size: sym.size(), place }]);
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The unique definition of `name`, or why there is none.
     pub fn lookup(&self, name: &str) -> Result<Option<HostSym>, String> {
         match self.symbols.get(name).map(Vec::as_slice) {

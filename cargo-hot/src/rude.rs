@@ -12,6 +12,8 @@ use quote::ToTokens;
 #[derive(Default)]
 pub struct Snapshot {
     files: HashMap<PathBuf, HashMap<String, String>>,
+    /// Text of every file when the snapshot was taken, to notice edits made during a build.
+    texts: HashMap<PathBuf, String>,
 }
 
 fn is_hot(attrs: &[syn::Attribute]) -> bool {
@@ -115,6 +117,9 @@ impl Snapshot {
             let mut files = Vec::new();
             rs_files(d, &mut files);
             for f in files {
+                if let Ok(text) = std::fs::read_to_string(&f) {
+                    s.texts.insert(f.clone(), text);
+                }
                 if let Some(sh) = shapes(&f) {
                     s.files.insert(f, sh);
                 }
@@ -148,6 +153,19 @@ impl Snapshot {
         None
     }
 
+    /// Files whose text differs from the snapshot now (edited, created or deleted since).
+    pub fn edited_since(&self, dirs: &[PathBuf]) -> Vec<PathBuf> {
+        let now = Snapshot::take(dirs);
+        let mut changed: Vec<PathBuf> = now
+            .texts
+            .iter()
+            .filter(|(p, t)| self.texts.get(*p) != Some(*t))
+            .map(|(p, _)| p.clone())
+            .collect();
+        changed.extend(self.texts.keys().filter(|p| !now.texts.contains_key(*p)).cloned());
+        changed
+    }
+
     /// Records the current content of `paths` as running.
     pub fn update(&mut self, paths: &[PathBuf]) {
         for p in paths {
@@ -170,7 +188,9 @@ mod tests {
     use super::*;
 
     fn check(before: &str, after: &str) -> Option<String> {
-        let dir = std::env::temp_dir().join(format!("cargo-hot-rude-{}-{}", std::process::id(), before.len() * 31 + after.len()));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("cargo-hot-rude-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("lib.rs");
         std::fs::write(&f, before).unwrap();

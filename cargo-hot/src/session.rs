@@ -19,7 +19,7 @@ use hot_runtime::protocol::{FnRebind, Message};
 use crate::build::{self, CargoFlags, Outcome, ThinCrate};
 use crate::host::{HostImage, demangle};
 use crate::link::{self, Refused};
-use crate::rude::{self, Snapshot};
+use crate::rude::Snapshot;
 use crate::ui;
 
 pub enum Event {
@@ -252,6 +252,25 @@ enum StartOutcome {
 }
 
 fn start(opts: &Options, ws: &Workspace, patch_dir: &Path, tx: &Sender<Event>) -> Result<StartOutcome> {
+    loop {
+        // What the build compiles: edits saved while it runs are noticed at the end.
+        let snapshot = Snapshot::take(&ws.member_dirs);
+        let started = start_once(opts, ws, patch_dir, tx, snapshot)?;
+        let StartOutcome::Started(prog, patcher) = started else { return Ok(started) };
+        let edited = patcher.snapshot.edited_since(&ws.member_dirs);
+        if edited.is_empty() {
+            ui::good(
+                "Watching",
+                &format!("{} crate(s) for changes; {} hot fn(s) patchable", patcher.crates.len(), patcher.host.hot_fns.len()),
+            );
+            return Ok(StartOutcome::Started(prog, patcher));
+        }
+        ui::warn("Rebuilding", &format!("{} changed during the build", edited[0].display()));
+        stop(prog.pid);
+    }
+}
+
+fn start_once(opts: &Options, ws: &Workspace, patch_dir: &Path, tx: &Sender<Event>, snapshot: Snapshot) -> Result<StartOutcome> {
     ui::good("Building", &format!("{} (hot build in {})", program_name(opts), ws.hot_dir.display()));
     let pick = pick_exe(opts);
     let fat = match build::fat_build(&opts.flags, &ws.hot_dir, &pick, &mut |w| ui::diagnostics(w))? {
@@ -373,7 +392,6 @@ fn start(opts: &Options, ws: &Workspace, patch_dir: &Path, tx: &Sender<Event>) -
             }
         }
     }
-    let snapshot = Snapshot::take(&crates.iter().map(|c| c.manifest_dir.clone()).collect::<Vec<_>>());
     Ok(StartOutcome::Started(prog, Patcher { host, crates, running, snapshot, patch_dir: patch_dir.to_path_buf(), seq: 0 }))
 }
 
@@ -394,7 +412,7 @@ fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Opt
     let t0 = Instant::now();
     for p in paths {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name == "Cargo.toml" || name == "Cargo.lock" || name == "build.rs" {
+        if name == "Cargo.toml" || name == "build.rs" {
             return Ok(ChangeResult::Restart(format!("{} changed", p.display())));
         }
     }
@@ -510,6 +528,7 @@ fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Opt
                 pa.running[i].insert(cgu, h);
             }
             pa.snapshot.update(paths);
+            pa.host.absorb_patch(&linked.path, prog.base)?;
             let by_entry: HashMap<u64, &str> = linked.fns.iter().map(|f| (f.host_entry, f.name.as_str())).collect();
             let names: Vec<&str> = linked.fns.iter().filter(|f| !refused.iter().any(|(e, _)| *e == f.host_entry)).map(|f| short(&f.name)).collect();
             let total = t0.elapsed();

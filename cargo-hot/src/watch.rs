@@ -38,7 +38,7 @@ impl Filter {
         if name.starts_with(".#") || name.ends_with('~') || name.ends_with(".swp") || name.ends_with(".swx") || name.ends_with(".tmp") || name == "4913" {
             return false;
         }
-        let wanted = name.ends_with(".rs") || name == "Cargo.toml" || name == "Cargo.lock";
+        let wanted = name.ends_with(".rs") || name == "Cargo.toml";
         wanted && !self.gitignore.matched_path_or_any_parents(p, false).is_ignore()
     }
 }

@@ -84,6 +84,8 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
     }
 
     let mut by_name: HashMap<String, SymbolId> = HashMap::new();
+    // Undefined symbols standing for a definition in a later object of the same patch.
+    let mut placeholders: HashSet<SymbolId> = HashSet::new();
     let mut entries: Vec<EntrySym> = Vec::new();
     let mut redirected_statics = 0usize;
 
@@ -149,7 +151,18 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                 continue;
             }
             if s.is_undefined() {
+                // A thread-local defined in another codegen unit: local-exec access, resolved to
+                // the host's thread-pointer offset like the ones defined here.
+                if let Ok(Some(h)) = job.host.lookup(name) {
+                    if h.place == Place::Tls && !defined_in_patch.contains(name) {
+                        tpoff.insert(s.index(), h.value as i64 - job.host.tls_block as i64);
+                        continue;
+                    }
+                }
                 let id = resolve_undefined(&mut out, &mut by_name, job, anchor, anchor_addr, name, s.is_weak(), &defined_in_patch)?;
+                if defined_in_patch.contains(name) && out.symbol(id).section == write::SymbolSection::Undefined {
+                    placeholders.insert(id);
+                }
                 sym_map.insert(s.index(), id);
                 continue;
             }
@@ -195,7 +208,7 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                             s.size()
                         ));
                     }
-                    let id = host_symbol(&mut out, &mut by_name, anchor, anchor_addr, name, job.base + h.value, SymbolKind::Data);
+                    let id = host_symbol(&mut out, &mut by_name, anchor, anchor_addr, name, job.base.wrapping_add(h.value), SymbolKind::Data);
                     sym_map.insert(s.index(), id);
                     redirected_statics += 1;
                     continue;
@@ -217,7 +230,11 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
             };
             if scope == SymbolScope::Linkage {
                 if let Some(&existing) = by_name.get(name) {
-                    // A weak duplicate from another CGU; the first definition wins.
+                    if placeholders.remove(&existing) {
+                        // Referenced by an earlier object of the patch: this is its definition.
+                        *out.symbol_mut(existing) = sym;
+                    }
+                    // Otherwise a weak duplicate from another CGU; the first definition wins.
                     sym_map.insert(s.index(), existing);
                     continue;
                 }
@@ -437,7 +454,7 @@ fn resolve_undefined(
             if h.place == Place::Tls {
                 return refuse(format!("thread-local `{}` is reached through an unsupported access", demangle(name)));
             }
-            return Ok(host_symbol(out, by_name, anchor, anchor_addr, name, job.base + h.value, kind));
+            return Ok(host_symbol(out, by_name, anchor, anchor_addr, name, job.base.wrapping_add(h.value), kind));
         }
         Ok(None) => {}
         Err(e) => {

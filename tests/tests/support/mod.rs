@@ -1,0 +1,217 @@
+//! End-to-end harness: runs the real `cargo-hot` on a copy of a fixture crate, edits its
+//! sources the way editors do (write a temporary file, rename it over the original), and reads
+//! the program's output.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The fixtures share one target directory so that their dependencies build once.
+pub fn shared_target() -> PathBuf {
+    repo().join("target").join("e2e")
+}
+
+/// `cargo test` builds the workspace's binaries next to the test executables.
+pub fn cargo_hot() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let p = dir.join("cargo-hot");
+    assert!(p.exists(), "{} not built; run `cargo test --workspace`", p.display());
+    p
+}
+
+/// End-to-end tests run one at a time: they share a target directory and two cores.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static M: Mutex<()> = Mutex::new(());
+    M.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Copies fixture `name` to a fresh directory, pointing its path dependencies at this repo.
+pub fn copy_fixture(name: &str) -> PathBuf {
+    let src = repo().join("tests").join("fixtures").join(name);
+    let dst = std::env::temp_dir().join(format!("cargo-hot-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dst);
+    copy_dir(&src, &dst);
+    dst
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            if e.file_name() != "target" {
+                copy_dir(&e.path(), &to);
+            }
+        } else {
+            let text = std::fs::read(e.path()).unwrap();
+            let text = String::from_utf8(text).unwrap().replace("@REPO@", repo().to_str().unwrap());
+            std::fs::write(&to, text).unwrap();
+        }
+    }
+}
+
+pub struct Hot {
+    pub child: Child,
+    pub dir: PathBuf,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+}
+
+fn pump(r: impl std::io::Read + Send + 'static, buf: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            let mut b = buf.lock().unwrap();
+            b.push_str(&line);
+            b.push('\n');
+        }
+    });
+}
+
+impl Hot {
+    /// `cargo-hot hot run` in a copy of fixture `name` with `args`.
+    pub fn start(name: &str, args: &[&str]) -> Hot {
+        let dir = copy_fixture(name);
+        Self::start_in(dir, args)
+    }
+
+    pub fn start_in(dir: PathBuf, args: &[&str]) -> Hot {
+        let mut cmd = Command::new(cargo_hot());
+        cmd.args(["hot", "run", "--color", "never", "--target-dir"])
+            .arg(shared_target())
+            .args(args)
+            .current_dir(&dir)
+            .env_remove("CARGO_TARGET_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("starting cargo-hot");
+        let out = Arc::new(Mutex::new(String::new()));
+        let err = Arc::new(Mutex::new(String::new()));
+        pump(child.stdout.take().unwrap(), out.clone());
+        pump(child.stderr.take().unwrap(), err.clone());
+        let hot = Hot { child, dir, out, err };
+        // Ready once cargo hot has built the baseline it diffs saves against.
+        hot.wait_err((0, 0), "Watching", 900);
+        hot
+    }
+
+    pub fn out(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+    pub fn err(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+    /// Lengths of both logs, to wait for output that comes after this point.
+    pub fn mark(&self) -> (usize, usize) {
+        (self.out.lock().unwrap().len(), self.err.lock().unwrap().len())
+    }
+
+    fn dump(&self) -> String {
+        let out = self.out();
+        let tail: String = out.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        format!("--- tool stderr ---\n{}\n--- program stdout (tail) ---\n{tail}", self.err())
+    }
+
+    /// Waits until the program's stdout after `mark` has a line containing `needle`; returns it.
+    pub fn wait_out(&self, mark: (usize, usize), needle: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            {
+                let out = self.out.lock().unwrap();
+                if let Some(line) = out[mark.0.min(out.len())..].lines().find(|l| l.contains(needle)) {
+                    return line.to_string();
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("timed out after {secs}s waiting for program output {needle:?}\n{}", self.dump());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until cargo hot's stderr after `mark` has a line containing `needle`; returns it.
+    pub fn wait_err(&self, mark: (usize, usize), needle: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            {
+                let err = self.err.lock().unwrap();
+                if let Some(line) = err[mark.1.min(err.len())..].lines().find(|l| l.contains(needle)) {
+                    return line.to_string();
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("timed out after {secs}s waiting for cargo hot to print {needle:?}\n{}", self.dump());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn err_since(&self, mark: (usize, usize)) -> String {
+        let err = self.err.lock().unwrap();
+        err[mark.1.min(err.len())..].to_string()
+    }
+
+    /// Replaces `from` by `to` in `file`, saving like an editor: temp file + rename.
+    pub fn edit(&self, file: &str, from: &str, to: &str) {
+        let path = self.dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from:?} not in {file}");
+        let text = text.replacen(from, to, 1);
+        let tmp = path.with_extension("rs.cargo-hot-test-tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+
+    pub fn stop(mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc_kill(self.child.id() as i32, 15) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Hot {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            unsafe { libc_kill(self.child.id() as i32, 15) };
+            std::thread::sleep(Duration::from_millis(500));
+            let _ = self.child.kill();
+        }
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// The `[pid]` prefix of a fixture's output line.
+pub fn pid_of(line: &str) -> u32 {
+    let s = line.trim_start();
+    let s = s.strip_prefix('[').unwrap_or_else(|| panic!("no pid in {line:?}"));
+    s[..s.find(']').unwrap()].parse().unwrap()
+}
+
+/// Value of `key=NUMBER` in a line.
+pub fn field(line: &str, key: &str) -> u64 {
+    let pat = format!("{key}=");
+    let at = line.find(&pat).unwrap_or_else(|| panic!("no {key}= in {line:?}")) + pat.len();
+    line[at..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().unwrap()
+}
