@@ -22,6 +22,9 @@ use crate::link::{self, Refused};
 use crate::rude::Snapshot;
 use crate::ui;
 
+/// Pid of the running program, for the signal handler.
+static CURRENT_PROGRAM: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 pub enum Event {
     Changed(Vec<PathBuf>),
     WatchError(String),
@@ -109,11 +112,24 @@ struct Program {
     connected: bool,
 }
 
+impl Drop for Program {
+    fn drop(&mut self) {
+        // Every way out of the session (quit, error, restart) ends the program it started.
+        stop(self.pid);
+    }
+}
+
 struct Patcher {
     host: HostImage,
     crates: Vec<ThinCrate>,
     /// Content hash of each codegen unit as running in the program, per crate.
     running: Vec<HashMap<String, u64>>,
+    /// Codegen unit holding each hot fn's registry entry, and each async hot fn's entry
+    /// shim, per crate: a patch carrying a hot fn's code needs both.
+    entry_cgu: Vec<HashMap<String, String>>,
+    target_cgu: Vec<HashMap<String, String>>,
+    /// Symbol index of each codegen unit as running, per crate.
+    index: Vec<HashMap<String, link::ObjectIndex>>,
     snapshot: Snapshot,
     patch_dir: PathBuf,
     seq: u64,
@@ -138,6 +154,16 @@ pub fn run(opts: Options) -> Result<i32> {
         let tx = tx.clone();
         let _ = ctrlc::set_handler(move || {
             let _ = tx.send(Event::Quit);
+            // The main loop may be busy in a build; do not let a second signal or a slow build
+            // keep the program alive without its supervisor.
+            std::thread::spawn(|| {
+                std::thread::sleep(Duration::from_secs(2));
+                let pid = CURRENT_PROGRAM.load(std::sync::atomic::Ordering::Acquire);
+                if pid != 0 {
+                    stop(pid);
+                }
+                std::process::exit(130);
+            });
         });
     }
 
@@ -289,12 +315,16 @@ fn start_once(opts: &Options, ws: &Workspace, patch_dir: &Path, tx: &Sender<Even
     let host = HostImage::load(&fat.exe)?;
 
     // Thin-buildable crates: the workspace members this program was built from.
+    // The target directory may hold records of other programs (other packages of the
+    // workspace, or other workspaces sharing it): keep this workspace's crates linked into this
+    // binary.
+    let linked = crates_in(&host);
     let mut crates = Vec::new();
     for e in std::fs::read_dir(&fat.records)? {
         let p = e?.path();
         if p.extension().is_some_and(|x| x == "json") {
-            let c = ThinCrate::new(&p, &ws.hot_dir.join("thin"))?;
-            if host_has_crate(&host, &c) {
+            let Ok(c) = ThinCrate::new(&p, &ws.hot_dir.join("thin")) else { continue };
+            if ws.member_dirs.contains(&c.manifest_dir) && linked.contains(c.name.as_str()) && c.inv.cwd.is_dir() {
                 crates.push(c);
             }
         }
@@ -323,6 +353,7 @@ fn start_once(opts: &Options, ws: &Workspace, patch_dir: &Path, tx: &Sender<Even
     let mut child = cmd.spawn().with_context(|| format!("starting {}", fat.exe.display()))?;
     drop(child_end);
     let pid = child.id();
+    CURRENT_PROGRAM.store(pid, std::sync::atomic::Ordering::Release);
     {
         let tx = tx.clone();
         std::thread::spawn(move || {
@@ -375,32 +406,58 @@ fn start_once(opts: &Options, ws: &Workspace, patch_dir: &Path, tx: &Sender<Even
         ),
     }
     let mut running = Vec::new();
+    let mut entry_cgu = Vec::new();
+    let mut target_cgu = Vec::new();
+    let mut index = Vec::new();
     // Baseline: the objects of the code now running, to diff each save against. Doing it now,
     // while the program starts, makes the first save as fast as the others.
     for c in &crates {
-        match c.build()? {
+        let built = c.build().unwrap_or_else(|e| Outcome::Failed(format!("{e:#}\n")));
+        match built {
             Outcome::Built(objs) => {
                 let mut m = HashMap::new();
+                let mut entries = HashMap::new();
+                let mut targets = HashMap::new();
+                let mut indexes = HashMap::new();
                 for (cgu, p) in &objs.objects {
                     m.insert(cgu.clone(), hash_file(p)?);
+                    let idx = link::index_object(p).unwrap_or_default();
+                    for parent in &idx.entries {
+                        entries.insert(parent.clone(), cgu.clone());
+                    }
+                    for parent in &idx.async_targets {
+                        targets.insert(parent.clone(), cgu.clone());
+                    }
+                    indexes.insert(cgu.clone(), idx);
                 }
+                index.push(indexes);
                 running.push(m);
+                entry_cgu.push(entries);
+                target_cgu.push(targets);
             }
             Outcome::Failed(d) => {
                 ui::diagnostics(&d);
                 running.push(HashMap::new());
+                entry_cgu.push(HashMap::new());
+                target_cgu.push(HashMap::new());
+                index.push(HashMap::new());
             }
         }
     }
-    Ok(StartOutcome::Started(prog, Patcher { host, crates, running, snapshot, patch_dir: patch_dir.to_path_buf(), seq: 0 }))
+    Ok(StartOutcome::Started(prog, Patcher { host, crates, running, entry_cgu, target_cgu, index, snapshot, patch_dir: patch_dir.to_path_buf(), seq: 0 }))
 }
 
-/// Whether the host binary holds code of this crate (v0 names start with `_R` + crate).
-fn host_has_crate(host: &HostImage, c: &ThinCrate) -> bool {
-    let prefix = format!("{}::", c.name);
-    host.hot_fns.keys().any(|k| k.starts_with(&prefix) || k.starts_with(&format!("<{prefix}"))) || c.is_bin() || {
-        host.symbols.keys().take(200_000).any(|k| k.starts_with("_R") && demangle(k).starts_with(&prefix))
+/// Names of the crates with code in the host binary (v0 symbol names start with the crate).
+fn crates_in(host: &HostImage) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for k in host.symbols.keys().filter(|k| k.starts_with("_R")) {
+        let d = demangle(k);
+        let d = d.trim_start_matches('<');
+        if let Some((krate, _)) = d.split_once("::") {
+            out.insert(krate.to_string());
+        }
     }
+    out
 }
 
 enum ChangeResult {
@@ -441,6 +498,8 @@ fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Opt
     let mut rustc_time = Duration::ZERO;
     let mut changed_objs = Vec::new();
     let mut new_hashes: Vec<(usize, String, u64)> = Vec::new();
+    let mut new_indexes: Vec<(usize, String, link::ObjectIndex)> = Vec::new();
+    let mut all_changed_fns: HashSet<String> = HashSet::new();
     for i in 0..pa.crates.len() {
         if !affected.contains(&i) {
             continue;
@@ -454,13 +513,69 @@ fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Opt
             }
             Outcome::Built(objs) => {
                 rustc_time += objs.elapsed;
+                let mut changed_cgus = Vec::new();
                 for (cgu, p) in &objs.objects {
                     let h = hash_file(p)?;
                     if pa.running[i].get(cgu) != Some(&h) {
-                        changed_objs.push(p.clone());
+                        changed_cgus.push(cgu.clone());
                         new_hashes.push((i, cgu.clone(), h));
                     }
                 }
+                // A hot fn's code and its registry entry may sit in different codegen units;
+                // the patch needs the entry of every hot fn whose code it carries.
+                let mut needed: HashSet<String> = changed_cgus.iter().cloned().collect();
+                let mut changed_fns: HashSet<String> = HashSet::new();
+                let mut new_index = Vec::new();
+                for cgu in &changed_cgus {
+                    let idx = link::index_object(&objs.objects[cgu]).map_err(|e| anyhow::anyhow!(e.0))?;
+                    let old = pa.index[i].get(cgu);
+                    for (f, h) in &idx.code {
+                        if old.and_then(|o| o.code.get(f)) != Some(h) {
+                            changed_fns.insert(f.clone());
+                        }
+                    }
+                    new_index.push((cgu.clone(), idx));
+                }
+                // Unchanged code that reaches changed code (generic instantiations such as
+                // tokio's spawn, task vtable and harness for a future defined in the edited fn)
+                // must come along, or the patch would reach the old code through the host.
+                let current = || {
+                    pa.index[i]
+                        .iter()
+                        .filter(|(c, _)| !new_index.iter().any(|(n, _)| n == *c))
+                        .map(|(_, idx)| idx)
+                        .chain(new_index.iter().map(|(_, idx)| idx))
+                };
+                let reach = link::reaching(current(), &changed_fns);
+                if std::env::var_os("CARGO_HOT_DEBUG").is_some() {
+                    let mut names: Vec<String> = changed_fns.iter().map(|f| demangle(f)).collect();
+                    names.sort();
+                    eprintln!("[debug] changed functions: {names:#?}\n[debug] {} symbols reach them", reach.len());
+                }
+                for (cgu, idx) in pa.index[i].iter() {
+                    if !needed.contains(cgu) && idx.refs.iter().any(|(d, _)| reach.contains(d)) {
+                        needed.insert(cgu.clone());
+                    }
+                }
+                for (cgu, idx) in &new_index {
+                    for parent in &idx.entries {
+                        pa.entry_cgu[i].insert(parent.clone(), cgu.clone());
+                    }
+                    for parent in &idx.async_targets {
+                        pa.target_cgu[i].insert(parent.clone(), cgu.clone());
+                    }
+                    for (parent, ecgu) in &pa.entry_cgu[i] {
+                        if idx.functions.iter().any(|f| link::belongs_to(f, parent)) {
+                            needed.insert(ecgu.clone());
+                            if let Some(t) = pa.target_cgu[i].get(parent) {
+                                needed.insert(t.clone());
+                            }
+                        }
+                    }
+                }
+                changed_objs.extend(needed.iter().filter_map(|c| objs.objects.get(c).cloned()));
+                new_indexes.extend(new_index.into_iter().map(|(c, idx)| (i, c, idx)));
+                all_changed_fns.extend(changed_fns);
             }
         }
     }
@@ -527,6 +642,9 @@ fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Opt
             for (i, cgu, h) in new_hashes {
                 pa.running[i].insert(cgu, h);
             }
+            for (i, cgu, idx) in new_indexes {
+                pa.index[i].insert(cgu, idx);
+            }
             pa.snapshot.update(paths);
             pa.host.absorb_patch(&linked.path, prog.base)?;
             let by_entry: HashMap<u64, &str> = linked.fns.iter().map(|f| (f.host_entry, f.name.as_str())).collect();
@@ -556,6 +674,8 @@ fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Opt
 
 /// `crate::module::f` -> `module::f`, as users name their functions.
 fn short(path: &str) -> &str {
+    // An async fn's entry is registered inside its body coroutine.
+    let path = path.strip_suffix("::{closure#0}").unwrap_or(path);
     if path.starts_with('<') {
         return path;
     }

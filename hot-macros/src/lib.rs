@@ -47,10 +47,12 @@ pub fn hot(attr: TokenStream, item: TokenStream) -> TokenStream {
 struct Args {
     /// `?Send`: the boxed future of an `async fn` is not required to be `Send`.
     not_send: bool,
+    /// The attribute's tokens, for errors about them.
+    tokens: TokenStream2,
 }
 
 fn parse_args(attr: TokenStream2) -> syn::Result<Args> {
-    let mut args = Args { not_send: false };
+    let mut args = Args { not_send: false, tokens: attr.clone() };
     if attr.is_empty() {
         return Ok(args);
     }
@@ -89,8 +91,8 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     } else {
         if args.not_send {
             return Err(syn::Error::new_spanned(
-                &func.sig.fn_token,
-                "`?Send` only applies to an `async fn`; remove it",
+                &args.tokens,
+                "`?Send` only applies to an `async fn`, and this fn is not async; remove `?Send`",
             ));
         }
         expand_sync(&func)
@@ -317,6 +319,169 @@ fn layout_list(types: &[Type], output: &ReturnType) -> Vec<TokenStream2> {
         .collect()
 }
 
+/// The fn pointer type a slot holds, with the lifetimes the user elided named explicitly.
+///
+/// A fn pointer type does not know the method elision rule (`&self` lends its lifetime to an
+/// elided output lifetime), so `fn(&Self, &str) -> &T` would not compile. Each elided input
+/// lifetime gets a fresh name bound by `for<..>`, and elided output lifetimes get the one the
+/// elision rules pick: the receiver's, else the only input lifetime. Named lifetimes stay as
+/// they are (they are in scope inside the function), except as `ptr_sig`'s `bind_named` says.
+struct PtrSig {
+    /// Fresh lifetimes to bind with `for<..>`.
+    bound: Vec<Lifetime>,
+    inputs: Vec<Type>,
+    output: ReturnType,
+}
+
+struct NameElided {
+    bound: Vec<Lifetime>,
+}
+impl NameElided {
+    fn fresh(&mut self, span: Span) -> Lifetime {
+        let l = Lifetime::new(&format!("'__hot_l{}", self.bound.len()), span);
+        self.bound.push(l.clone());
+        l
+    }
+}
+impl VisitMut for NameElided {
+    fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
+        if l.ident == "_" {
+            *l = self.fresh(l.span());
+        }
+    }
+    fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
+        if r.lifetime.is_none() {
+            r.lifetime = Some(self.fresh(r.and_token.span));
+        }
+        syn::visit_mut::visit_type_reference_mut(self, r);
+    }
+    // `fn(&T)` and `Fn(&T)` have their own elision scope.
+    fn visit_type_bare_fn_mut(&mut self, _: &mut syn::TypeBareFn) {}
+    fn visit_parenthesized_generic_arguments_mut(
+        &mut self,
+        _: &mut syn::ParenthesizedGenericArguments,
+    ) {
+    }
+}
+
+/// Lifetimes written in a type, outside nested `fn(..)` / `Fn(..)` elision scopes.
+fn lifetimes_in(ty: &Type) -> Vec<Lifetime> {
+    struct Collect(Vec<Lifetime>);
+    impl<'ast> syn::visit::Visit<'ast> for Collect {
+        fn visit_lifetime(&mut self, l: &'ast Lifetime) {
+            self.0.push(l.clone());
+        }
+        fn visit_type_bare_fn(&mut self, _: &'ast syn::TypeBareFn) {}
+        fn visit_parenthesized_generic_arguments(
+            &mut self,
+            _: &'ast syn::ParenthesizedGenericArguments,
+        ) {
+        }
+    }
+    let mut c = Collect(Vec::new());
+    syn::visit::Visit::visit_type(&mut c, ty);
+    c.0
+}
+
+struct FillElided(Lifetime);
+impl VisitMut for FillElided {
+    fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
+        if l.ident == "_" {
+            *l = self.0.clone();
+        }
+    }
+    fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
+        if r.lifetime.is_none() {
+            r.lifetime = Some(self.0.clone());
+        }
+        syn::visit_mut::visit_type_reference_mut(self, r);
+    }
+    fn visit_type_bare_fn_mut(&mut self, _: &mut syn::TypeBareFn) {}
+    fn visit_parenthesized_generic_arguments_mut(
+        &mut self,
+        _: &mut syn::ParenthesizedGenericArguments,
+    ) {
+    }
+}
+
+/// Renames lifetimes (by ident) everywhere in a type.
+struct RenameLifetimes(Vec<(proc_macro2::Ident, Lifetime)>);
+impl VisitMut for RenameLifetimes {
+    fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
+        if let Some((_, to)) = self.0.iter().find(|(from, _)| *from == l.ident) {
+            *l = Lifetime::new(&to.to_string(), l.span());
+        }
+    }
+}
+
+/// The fn's own late-bound lifetimes: declared on the fn, without bounds, not named in the
+/// `where` clause, used by an argument. (Early-bound ones may appear free in a closure inside
+/// the fn; late-bound ones must be bound by the closure's own `for<..>`.)
+fn late_bound_lifetimes(sig: &Signature) -> Vec<proc_macro2::Ident> {
+    struct Collect(Vec<proc_macro2::Ident>);
+    impl<'ast> syn::visit::Visit<'ast> for Collect {
+        fn visit_lifetime(&mut self, l: &'ast Lifetime) {
+            self.0.push(l.ident.clone());
+        }
+    }
+    let mut early = Collect(Vec::new());
+    for p in &sig.generics.params {
+        if let GenericParam::Lifetime(lp) = p {
+            if !lp.bounds.is_empty() {
+                syn::visit::Visit::visit_lifetime_param(&mut early, lp);
+            }
+        }
+    }
+    if let Some(w) = &sig.generics.where_clause {
+        syn::visit::Visit::visit_where_clause(&mut early, w);
+    }
+    let mut used = Collect(Vec::new());
+    for arg in &sig.inputs {
+        syn::visit::Visit::visit_fn_arg(&mut used, arg);
+    }
+    sig.generics
+        .lifetimes()
+        .map(|lp| lp.lifetime.ident.clone())
+        .filter(|id| !early.0.contains(id) && used.0.contains(id))
+        .collect()
+}
+
+/// `bind_named`: also bind the fn's own late-bound lifetimes with `for<..>` (needed when the
+/// fn pointer is the type of a closure inside the fn, as for `async fn`).
+fn ptr_sig(sig: &Signature, low: &Lowered, bind_named: bool) -> PtrSig {
+    let mut namer = NameElided { bound: Vec::new() };
+    let mut inputs = low.ptr_inputs.clone();
+    let mut output = sig.output.clone();
+    if bind_named {
+        let renames: Vec<(proc_macro2::Ident, Lifetime)> = late_bound_lifetimes(sig)
+            .into_iter()
+            .map(|id| {
+                let to = Lifetime::new(&format!("'__hot_n_{id}"), id.span());
+                (id, to)
+            })
+            .collect();
+        let mut rename = RenameLifetimes(renames);
+        for t in &mut inputs {
+            rename.visit_type_mut(t);
+        }
+        rename.visit_return_type_mut(&mut output);
+        namer.bound.extend(rename.0.into_iter().map(|(_, to)| to));
+    }
+    for t in &mut inputs {
+        namer.visit_type_mut(t);
+    }
+    let has_receiver = matches!(sig.inputs.first(), Some(FnArg::Receiver(_)));
+    let receiver_lt = if has_receiver { lifetimes_in(&inputs[0]).into_iter().next() } else { None };
+    let target = receiver_lt.or_else(|| {
+        let all: Vec<Lifetime> = inputs.iter().flat_map(lifetimes_in).collect();
+        if all.len() == 1 { all.into_iter().next() } else { None }
+    });
+    if let (Some(target), ReturnType::Type(_, ty)) = (target, &mut output) {
+        FillElided(target).visit_type_mut(ty);
+    }
+    PtrSig { bound: namer.bound, inputs, output }
+}
+
 /// The slot and the registry entry shared by both expansions.
 fn slot_and_entry(func: &ItemFn, low: &Lowered, kind: TokenStream2) -> TokenStream2 {
     let name = func.sig.ident.to_string();
@@ -343,12 +508,19 @@ fn expand_sync(func: &ItemFn) -> TokenStream2 {
     let attrs = &func.attrs;
     let vis = &func.vis;
     let sig = &low.sig;
-    let block = &func.block;
+    let stmts = &func.block.stmts;
     let rebinds = &low.rebinds;
     let call_args = &low.call_args;
-    let inputs = &low.ptr_inputs;
+    let ptr = ptr_sig(&func.sig, &low, false);
+    let inputs = &ptr.inputs;
+    let output = &ptr.output;
+    let binder = if ptr.bound.is_empty() {
+        quote!()
+    } else {
+        let bound = &ptr.bound;
+        quote!(for<#(#bound),*>)
+    };
     let unsafety = &func.sig.unsafety;
-    let output = &func.sig.output;
     let statics = slot_and_entry(func, &low, quote!(::hot_runtime::__private::KIND_SYNC));
     quote! {
         #(#attrs)*
@@ -357,36 +529,21 @@ fn expand_sync(func: &ItemFn) -> TokenStream2 {
             #statics
             let __hot_target = __HOT_SLOT.get();
             if __hot_target.is_null() {
+                // The body's statements, not its block: `{ { x + 1 } }` would trip `unused_braces`
+                // on the user's one-line fns.
                 #(#rebinds)*
-                #block
+                #(#stmts)*
             } else {
                 // SAFETY: the runtime only stores the address of a newer copy of this very
                 // function, whose fingerprint (signature and argument layouts) it checked.
                 #[allow(unused_unsafe, clippy::missing_transmute_annotations)]
                 let __hot_next = unsafe {
-                    ::core::mem::transmute::<*const (), #unsafety fn(#(#inputs),*) #output>(__hot_target)
+                    ::core::mem::transmute::<*const (), #binder #unsafety fn(#(#inputs),*) #output>(__hot_target)
                 };
                 #[allow(unused_unsafe)]
                 unsafe { __hot_next(#(#call_args),*) }
             }
         }
-    }
-}
-
-/// All lifetimes of an async entry become one higher-ranked `'__hot`: the boxed future must
-/// outlive nothing but what it borrows, and one lifetime is all a `dyn Future + '__hot` can name.
-struct UnifyLifetimes;
-impl VisitMut for UnifyLifetimes {
-    fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
-        if l.ident != "static" {
-            *l = Lifetime::new("'__hot", l.span());
-        }
-    }
-    fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
-        if r.lifetime.is_none() {
-            r.lifetime = Some(Lifetime::new("'__hot", Span::call_site()));
-        }
-        syn::visit_mut::visit_type_reference_mut(self, r);
     }
 }
 
@@ -458,28 +615,46 @@ fn expand_async(func: &ItemFn, args: &Args) -> TokenStream2 {
     let unsafety = &func.sig.unsafety;
     let self_ident = format_ident!("__hot_self");
 
-    let mut inputs: Vec<Type> = low.ptr_inputs.clone();
-    for t in &mut inputs {
-        UnifyLifetimes.visit_type_mut(t);
-    }
-    let mut ret: Type = match &func.sig.output {
+    // The boxed future borrows every argument, so it lives for `'__hot`, which all argument
+    // types outlive: the leading `PhantomData<&'__hot (..inputs..)>` parameter (a ZST, passed
+    // first) makes that an implied bound of the closure. It also keeps `'__hot` constrained by
+    // the inputs when no argument borrows anything.
+    let ptr = ptr_sig(&func.sig, &low, true);
+    let inputs = &ptr.inputs;
+    let bound = &ptr.bound;
+    let ret: Type = match &ptr.output {
         ReturnType::Default => parse_quote!(()),
         ReturnType::Type(_, t) => (**t).clone(),
     };
-    let mut declared_ret = ret.clone();
+    let mut declared_ret = match &func.sig.output {
+        ReturnType::Default => parse_quote!(()),
+        ReturnType::Type(_, t) => (**t).clone(),
+    };
     EraseLifetimes.visit_type_mut(&mut declared_ret);
-    UnifyLifetimes.visit_type_mut(&mut ret);
     let send = if args.not_send { quote!() } else { quote!(+ ::core::marker::Send) };
     let fut = quote! {
         ::core::pin::Pin<::std::boxed::Box<dyn ::core::future::Future<Output = #ret> #send + '__hot>>
     };
-    let entry_ty = quote!(for<'__hot> #unsafety fn(#(#inputs),*) -> #fut);
+    let phantom = quote!(::core::marker::PhantomData<&'__hot (#(#inputs,)*)>);
+    let entry_ty = quote!(for<'__hot #(, #bound)*> #unsafety fn(#phantom #(, #inputs)*) -> #fut);
 
-    // Closure parameters: the receiver renamed, the rest as the dispatcher names them.
+    // Closure parameters: the receiver renamed, the rest as the dispatcher names them, `mut`
+    // kept (the body may assign to them).
     let params: Vec<TokenStream2> = low
-        .call_args
+        .sig
+        .inputs
         .iter()
-        .map(|a| if a.to_string() == "self" { self_ident.to_token_stream() } else { a.clone() })
+        .zip(&low.call_args)
+        .map(|(arg, name)| match arg {
+            FnArg::Receiver(r) if r.reference.is_none() && r.mutability.is_some() => {
+                quote!(mut #self_ident)
+            }
+            FnArg::Receiver(_) => self_ident.to_token_stream(),
+            FnArg::Typed(pt) => match &*pt.pat {
+                Pat::Ident(PatIdent { mutability: Some(m), .. }) => quote!(#m #name),
+                _ => name.clone(),
+            },
+        })
         .collect();
     let body = replace_self(func.block.to_token_stream(), &self_ident);
     let rebinds_in: Vec<TokenStream2> =
@@ -492,7 +667,7 @@ fn expand_async(func: &ItemFn, args: &Args) -> TokenStream2 {
         #vis #sig {
             // The patch target: the body in a non-capturing closure returning a boxed future.
             // It must stay the first closure of this fn: cargo hot finds it by that name.
-            let __hot_entry: #entry_ty = |#(#params),*| {
+            let __hot_entry: #entry_ty = |_ #(, #params)*| {
                 ::std::boxed::Box::pin(async move {
                     #(#rebinds_in)*
                     let __hot_ret: #declared_ret = #body;
@@ -510,7 +685,7 @@ fn expand_async(func: &ItemFn, args: &Args) -> TokenStream2 {
                 #[allow(clippy::missing_transmute_annotations)]
                 unsafe { ::core::mem::transmute::<*const (), #entry_ty>(__hot_target) }
             };
-            #call_unsafe { __hot_next(#(#call_args),*) }.await
+            #call_unsafe { __hot_next(::core::marker::PhantomData #(, #call_args)*) }.await
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::protocol::Refusal;
 
@@ -179,8 +179,10 @@ pub(crate) fn generation() -> u64 {
 struct State {
     /// Slots of older patch copies of each function, all redirected on every rebind.
     copies: HashMap<FnId, Vec<&'static Slot>>,
-    callbacks: Vec<Box<dyn Fn(&PatchReport) + Send + Sync>>,
+    callbacks: Vec<Callback>,
 }
+
+type Callback = Arc<dyn Fn(&PatchReport) + Send + Sync>;
 
 fn state() -> &'static Mutex<State> {
     static S: OnceLock<Mutex<State>> = OnceLock::new();
@@ -193,7 +195,7 @@ fn lock() -> std::sync::MutexGuard<'static, State> {
 }
 
 pub(crate) fn on_patch(f: Box<dyn Fn(&PatchReport) + Send + Sync>) {
-    lock().callbacks.push(f);
+    lock().callbacks.push(Arc::from(f));
 }
 
 /// Rebinds each function of `rebinds` or refuses it; returns what happened to each.
@@ -243,14 +245,16 @@ pub unsafe fn apply(rebinds: &[Rebind]) -> PatchReport {
     } else {
         GENERATION.load(Ordering::Acquire)
     };
-    let callbacks = std::mem::take(&mut st.callbacks);
+    // Run the callbacks without the lock (they may call `on_patch`), on a snapshot: a patch
+    // applied meanwhile by another thread still sees every callback.
+    let callbacks = st.callbacks.clone();
     drop(st);
     for cb in &callbacks {
-        cb(&report);
+        // The patch is in place whatever a callback does: a panicking one must neither skip
+        // the others nor unwind into the caller (the runtime's thread, which would stop
+        // taking patches). The panic hook has already reported it.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&report)));
     }
-    let mut st = lock();
-    let added = std::mem::replace(&mut st.callbacks, callbacks);
-    st.callbacks.extend(added);
     report
 }
 

@@ -116,7 +116,8 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                 let data = s.data().map_err(|e| Refused(format!("section {name}: {e}")))?;
                 out.set_section_data(id, data.to_vec(), align);
             }
-            out.section_mut(id).flags = SectionFlags::Elf { sh_flags };
+            // COMDAT groups are not carried over (one object, first definition wins).
+            out.section_mut(id).flags = SectionFlags::Elf { sh_flags: sh_flags & !u64::from(elf::SHF_GROUP) };
             sec_map.insert(s.index(), id);
         }
 
@@ -158,6 +159,12 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                         tpoff.insert(s.index(), h.value as i64 - job.host.tls_block as i64);
                         continue;
                     }
+                }
+                if s.kind() == SymbolKind::Tls && !defined_in_patch.contains(name) {
+                    return refuse(format!(
+                        "a new thread-local `{}` was added; thread-locals cannot be added to a running program — restart",
+                        demangle(name)
+                    ));
                 }
                 let id = resolve_undefined(&mut out, &mut by_name, job, anchor, anchor_addr, name, s.is_weak(), &defined_in_patch)?;
                 if defined_in_patch.contains(name) && out.symbol(id).section == write::SymbolSection::Undefined {
@@ -209,6 +216,10 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                         ));
                     }
                     let id = host_symbol(&mut out, &mut by_name, anchor, anchor_addr, name, job.base.wrapping_add(h.value), SymbolKind::Data);
+                    if placeholders.remove(&id) {
+                        // An earlier object referenced it before this definition was seen.
+                        *out.symbol_mut(id) = anchored(anchor, anchor_addr, name, job.base.wrapping_add(h.value), SymbolKind::Data);
+                    }
                     sym_map.insert(s.index(), id);
                     redirected_statics += 1;
                     continue;
@@ -402,7 +413,14 @@ fn host_symbol(
     if let Some(id) = by_name.get(name) {
         return *id;
     }
-    let id = out.add_symbol(write::Symbol {
+    let id = out.add_symbol(anchored(anchor, anchor_addr, name, runtime_addr, kind));
+    by_name.insert(name.to_string(), id);
+    id
+}
+
+/// A symbol at `runtime_addr`, expressed relative to the anchor section.
+fn anchored(anchor: SectionId, anchor_addr: u64, name: &str, runtime_addr: u64, kind: SymbolKind) -> write::Symbol {
+    write::Symbol {
         name: name.as_bytes().to_vec(),
         value: runtime_addr.wrapping_sub(anchor_addr),
         size: 0,
@@ -411,9 +429,7 @@ fn host_symbol(
         weak: false,
         section: write::SymbolSection::Section(anchor),
         flags: SymbolFlags::None,
-    });
-    by_name.insert(name.to_string(), id);
-    id
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -442,6 +458,24 @@ fn resolve_undefined(
             flags: SymbolFlags::None,
         })
     };
+    if demangle(name).ends_with("::__HOT_SLOT") && !defined_in_patch.contains(name) {
+        // Each copy of a hot fn must read its own slot; binding it to the host's would make the
+        // copy forward to itself. The slot's codegen unit is not in this patch: give it one.
+        let sec = out.add_section(Vec::new(), b".bss.hot_slot".to_vec(), SectionKind::UninitializedData);
+        out.append_section_bss(sec, 8, 8);
+        let id = out.add_symbol(write::Symbol {
+            name: name.as_bytes().to_vec(),
+            value: 0,
+            size: 8,
+            kind: SymbolKind::Data,
+            scope: SymbolScope::Compilation,
+            weak: false,
+            section: write::SymbolSection::Section(sec),
+            flags: SymbolFlags::None,
+        });
+        by_name.insert(name.to_string(), id);
+        return Ok(id);
+    }
     if defined_in_patch.contains(name) {
         // Defined by another object of this patch; ld binds them (definition added later).
         let id = undefined(out, false);
@@ -503,9 +537,11 @@ struct LinkedSyms {
 }
 
 impl LinkedSyms {
-    /// The boxed-future entry closure of an async hot fn (`<P::{closure#0}::{closure#0} as FnOnce<..>>::call_once`).
+    /// The boxed-future entry closure of an async hot fn. Its registry entry sits inside the
+    /// fn's body coroutine (`P = f::{closure#0}`), and the entry closure is the coroutine's first
+    /// closure, reified through `<P::{closure#0} as FnOnce<..>>::call_once`.
     fn async_entry(&self, parent: &str) -> Option<u64> {
-        let prefix = format!("<{parent}::{{closure#0}}::{{closure#0}} as core::ops::function::FnOnce<");
+        let prefix = format!("<{parent}::{{closure#0}} as core::ops::function::FnOnce<");
         self.shims.iter().find(|(n, _)| n.starts_with(&prefix) && n.ends_with(">>::call_once")).map(|(_, a)| *a)
     }
 }

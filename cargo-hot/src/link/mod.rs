@@ -46,3 +46,188 @@ pub fn unsupported() -> Refused {
         std::env::consts::ARCH
     ))
 }
+
+/// What one object file defines that matters for choosing a patch's objects.
+#[derive(Default, Debug, Clone)]
+pub struct ObjectIndex {
+    /// Hot functions whose registry entry is defined here (demangled parent paths).
+    pub entries: Vec<String>,
+    /// Demangled paths of the functions defined here.
+    pub functions: Vec<String>,
+    /// Async hot fns whose entry shim (the patch target) is defined here.
+    pub async_targets: Vec<String>,
+    /// Hash of each defined function's code and relocation targets, by mangled name.
+    pub code: std::collections::HashMap<String, u64>,
+    /// Mangled names this object references but does not define.
+    pub undefined: Vec<String>,
+    /// For each defined symbol (code or data), the symbols its section refers to.
+    pub refs: Vec<(String, Vec<String>)>,
+}
+
+/// The async hot fn (registry parent `f::{closure#0}`) whose entry shim this function is:
+/// `<f::{closure#0}::{closure#0} as core::ops::function::FnOnce<..>>::call_once`.
+pub fn async_target_of(function: &str) -> Option<&str> {
+    let inner = function.strip_prefix('<')?.strip_suffix(">>::call_once")?;
+    let (closure, _) = inner.split_once(" as core::ops::function::FnOnce<")?;
+    closure.strip_suffix("::{closure#0}")
+}
+
+/// Reads the symbol table of an object file.
+pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
+    use object::{Object, ObjectSymbol, SymbolKind};
+    let data = std::fs::read(path).map_err(|e| Refused(format!("reading {}: {e}", path.display())))?;
+    let file = object::File::parse(&*data).map_err(|e| Refused(format!("parsing {}: {e}", path.display())))?;
+    let mut idx = ObjectIndex::default();
+    // Code hash per function section (rustc emits one section per function).
+    let mut section_hash: std::collections::HashMap<object::SectionIndex, u64> = std::collections::HashMap::new();
+    for sec in file.sections() {
+        use object::ObjectSection;
+        if sec.kind() != object::SectionKind::Text {
+            continue;
+        }
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        sec.data().unwrap_or(&[]).hash(&mut h);
+        for (off, r) in sec.relocations() {
+            off.hash(&mut h);
+            r.addend().hash(&mut h);
+            if let object::RelocationTarget::Symbol(t) = r.target() {
+                if let Ok(ts) = file.symbol_by_index(t) {
+                    ts.name().unwrap_or("").hash(&mut h);
+                }
+            }
+        }
+        section_hash.insert(sec.index(), h.finish());
+    }
+    // Name of the (first) symbol defined in each section, to name section-relative targets.
+    let mut section_sym: std::collections::HashMap<object::SectionIndex, String> = std::collections::HashMap::new();
+    let mut defined_in: std::collections::HashMap<object::SectionIndex, Vec<String>> = std::collections::HashMap::new();
+    for s in file.symbols() {
+        if s.is_definition() && s.kind() != SymbolKind::Section {
+            if let (Ok(n), Some(si)) = (s.name(), s.section_index()) {
+                if !n.is_empty() {
+                    section_sym.entry(si).or_insert_with(|| n.to_string());
+                    defined_in.entry(si).or_default().push(n.to_string());
+                }
+            }
+        }
+    }
+    // Sections without a named symbol (anonymous constants, vtables of `dyn` objects) still
+    // link code to code; name them per object so the reachability walk passes through them.
+    let tag = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+    let pseudo = |si: object::SectionIndex| format!("{tag}#{}", si.0);
+    for sec in file.sections() {
+        use object::ObjectSection;
+        let anon;
+        let names = match defined_in.get(&sec.index()) {
+            Some(n) => n,
+            None => {
+                anon = vec![pseudo(sec.index())];
+                &anon
+            }
+        };
+        let mut targets = Vec::new();
+        for (_, r) in sec.relocations() {
+            if let object::RelocationTarget::Symbol(t) = r.target() {
+                if let Ok(ts) = file.symbol_by_index(t) {
+                    let name = if ts.kind() == SymbolKind::Section {
+                        ts.section_index().map(|i| section_sym.get(&i).cloned().unwrap_or_else(|| pseudo(i)))
+                    } else {
+                        ts.name().ok().map(str::to_string)
+                    };
+                    if let Some(n) = name.filter(|n| !n.is_empty()) {
+                        targets.push(n);
+                    }
+                }
+            }
+        }
+        targets.sort();
+        targets.dedup();
+        for n in names {
+            idx.refs.push((n.clone(), targets.clone()));
+        }
+    }
+    for s in file.symbols() {
+        if s.is_undefined() {
+            if let Ok(n) = s.name() {
+                if !n.is_empty() {
+                    idx.undefined.push(n.to_string());
+                }
+            }
+            continue;
+        }
+        if !s.is_definition() {
+            continue;
+        }
+        if s.kind() == SymbolKind::Text {
+            if let (Ok(n), Some(h)) = (s.name(), s.section_index().and_then(|i| section_hash.get(&i))) {
+                idx.code.insert(n.to_string(), *h);
+            }
+        }
+        let Ok(name) = s.name() else { continue };
+        let d = crate::host::demangle(name);
+        if let Some(parent) = d.strip_suffix(crate::host::ENTRY_SUFFIX) {
+            idx.entries.push(parent.to_string());
+        } else if s.kind() == SymbolKind::Text {
+            if let Some(parent) = async_target_of(&d) {
+                idx.async_targets.push(parent.to_string());
+            }
+            idx.functions.push(d);
+        }
+    }
+    Ok(idx)
+}
+
+/// Whether a function path is part of hot fn `parent` (itself, its closures, its coroutine,
+/// or the `FnOnce` shim of its async entry).
+pub fn belongs_to(function: &str, parent: &str) -> bool {
+    let f = function.trim_start_matches('<');
+    f == parent || (f.starts_with(parent) && f[parent.len()..].starts_with("::"))
+}
+
+/// Symbols that reach `changed` through references (calls, vtables, fn pointers), including
+/// `changed` itself: their code must come from the patch, or the patch would reach the old code
+/// through the host's copies.
+pub fn reaching<'a>(
+    indexes: impl Iterator<Item = &'a ObjectIndex>,
+    changed: &std::collections::HashSet<String>,
+) -> std::collections::HashSet<String> {
+    let mut referrers: std::collections::HashMap<&str, Vec<&str>> = std::collections::HashMap::new();
+    for idx in indexes {
+        for (from, tos) in &idx.refs {
+            for to in tos {
+                referrers.entry(to.as_str()).or_default().push(from.as_str());
+            }
+        }
+    }
+    let mut seen: std::collections::HashSet<String> = changed.clone();
+    let mut work: Vec<String> = changed.iter().cloned().collect();
+    while let Some(s) = work.pop() {
+        if let Some(rs) = referrers.get(s.as_str()) {
+            for r in rs {
+                if seen.insert(r.to_string()) {
+                    work.push(r.to_string());
+                }
+            }
+        }
+    }
+    seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn async_entry_shims_are_recognized() {
+        assert_eq!(
+            async_target_of("<app::work::{closure#0}::{closure#0} as core::ops::function::FnOnce<(u64,)>>::call_once"),
+            Some("app::work::{closure#0}")
+        );
+        assert_eq!(async_target_of("app::work::{closure#0}"), None);
+        assert_eq!(async_target_of("<app::S as core::ops::function::FnOnce<()>>::call_once"), None);
+        assert!(belongs_to("<app::work::{closure#0}::{closure#0} as X>::call_once", "app::work::{closure#0}"));
+        assert!(belongs_to("app::work", "app::work"));
+        assert!(!belongs_to("app::worker", "app::work"));
+    }
+}

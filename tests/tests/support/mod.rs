@@ -211,7 +211,7 @@ pub fn pid_of(line: &str) -> u32 {
 
 /// Value of `key=NUMBER` in a line.
 pub fn field(line: &str, key: &str) -> u64 {
-    let pat = format!("{key}=");
+    let pat = if key.ends_with(':') { key.to_string() } else { format!("{key}=") };
     let at = line.find(&pat).unwrap_or_else(|| panic!("no {key}= in {line:?}")) + pat.len();
     line[at..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().unwrap()
 }

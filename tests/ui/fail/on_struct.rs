@@ -1,0 +1,8 @@
+use hot_runtime::hot;
+
+#[hot]
+struct Config {
+    verbose: bool,
+}
+
+fn main() {}
