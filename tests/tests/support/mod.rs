@@ -18,13 +18,23 @@ pub fn shared_target() -> PathBuf {
     repo().join("target").join("e2e")
 }
 
-/// `cargo test` builds the workspace's binaries next to the test executables.
+/// The `cargo-hot` binary, built once per test run (`cargo test` builds only test targets).
 pub fn cargo_hot() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let p = dir.join("cargo-hot");
-    assert!(p.exists(), "{} not built; run `cargo test --workspace`", p.display());
-    p
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = repo().join("target").join("e2e-tool");
+            let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .args(["build", "--quiet", "-p", "cargo-hot", "--manifest-path"])
+                .arg(repo().join("Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target)
+                .status()
+                .expect("running cargo build -p cargo-hot");
+            assert!(status.success(), "building cargo-hot failed");
+            target.join("debug").join("cargo-hot")
+        })
+        .clone()
 }
 
 /// End-to-end tests run one at a time: they share a target directory and two cores.
