@@ -110,7 +110,7 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Hot Options")]
     pub no_restart: bool,
 
-    /// Milliseconds to wait for a burst of saves to settle [default: 80, or
+    /// Milliseconds to wait for a burst of saves to settle [default: 50, or
     /// `[package.metadata.hot] debounce-ms`]
     #[arg(long, value_name = "MS", help_heading = "Hot Options")]
     pub debounce: Option<u64>,
@@ -265,7 +265,7 @@ pub fn main(mut argv: Vec<OsString>) -> Result<i32> {
         example: common.example.clone(),
         target_dir: common.target_dir.clone(),
         restart,
-        debounce: Duration::from_millis(run.as_ref().and_then(|r| r.debounce).or(cfg.debounce_ms).unwrap_or(80)),
+        debounce: Duration::from_millis(run.as_ref().and_then(|r| r.debounce).or(cfg.debounce_ms).unwrap_or(50)),
         poll: run.as_ref().is_some_and(|r| r.poll),
         extra_watch: run.as_ref().map(|r| r.watch.clone()).unwrap_or_default().into_iter().chain(cfg.watch).collect(),
         ignores: run.as_ref().map(|r| r.ignore.clone()).unwrap_or_default().into_iter().chain(cfg.ignore).collect(),
