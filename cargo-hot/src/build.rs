@@ -18,7 +18,14 @@ use crate::record::{self, Invocation};
 /// * `--cfg hot_runtime_hot` selects hot mode in `hot-runtime`;
 /// * `-C link-dead-code` keeps functions the program does not use yet, so a patch can call them;
 /// * v0 symbol names name closures by their parent, which is how async entries are found.
-pub const HOT_RUSTFLAGS: &[&str] = &["--cfg", "hot_runtime_hot", "-C", "link-dead-code", "-C", "symbol-mangling-version=v0"];
+pub const HOT_RUSTFLAGS: &[&str] = &[
+    "--cfg",
+    "hot_runtime_hot",
+    "-C",
+    "link-dead-code",
+    "-C",
+    "symbol-mangling-version=v0",
+];
 
 /// Flags forwarded to `cargo build`, already re-emitted in cargo's spelling.
 #[derive(Clone, Debug, Default)]
@@ -45,7 +52,9 @@ fn cargo() -> OsString {
 fn encoded_rustflags() -> String {
     let mut flags: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
         Ok(s) if !s.is_empty() => s.split('\x1f').map(str::to_string).collect(),
-        _ => std::env::var("RUSTFLAGS").map(|s| s.split_whitespace().map(str::to_string).collect()).unwrap_or_default(),
+        _ => std::env::var("RUSTFLAGS")
+            .map(|s| s.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default(),
     };
     flags.extend(HOT_RUSTFLAGS.iter().map(|s| s.to_string()));
     flags.join("\x1f")
@@ -86,12 +95,19 @@ pub fn fat_build(
     });
     let mut diagnostics = String::new();
     let mut exes = Vec::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+    for line in BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
         match v["reason"].as_str() {
             Some("compiler-message") => {
                 if let Some(r) = v["message"]["rendered"].as_str() {
-                    let is_error = v["message"]["level"].as_str().is_some_and(|l| l.starts_with("error"));
+                    let is_error = v["message"]["level"]
+                        .as_str()
+                        .is_some_and(|l| l.starts_with("error"));
                     if is_error {
                         diagnostics.push_str(r);
                     } else {
@@ -102,7 +118,14 @@ pub fn fat_build(
             Some("compiler-artifact") => {
                 if let Some(exe) = v["executable"].as_str() {
                     let name = v["target"]["name"].as_str().unwrap_or("").to_string();
-                    let kinds = v["target"]["kind"].as_array().map(|a| a.iter().filter_map(|k| k.as_str().map(str::to_string)).collect()).unwrap_or_default();
+                    let kinds = v["target"]["kind"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|k| k.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default();
                     exes.push((name, kinds, PathBuf::from(exe)));
                 }
             }
@@ -118,7 +141,11 @@ pub fn fat_build(
         return Ok(Outcome::Failed(diagnostics));
     }
     let exe = pick(&exes)?;
-    Ok(Outcome::Built(FatBuild { exe, records, elapsed: start.elapsed() }))
+    Ok(Outcome::Built(FatBuild {
+        exe,
+        records,
+        elapsed: start.elapsed(),
+    }))
 }
 
 /// One crate that can be rebuilt thin: its recorded invocation and its own output directories.
@@ -139,11 +166,24 @@ pub struct ThinObjects {
 impl ThinCrate {
     pub fn new(record_path: &Path, thin_root: &Path) -> Result<ThinCrate> {
         let inv = record::load(record_path)?;
-        let name = inv.crate_name().context("record without --crate-name")?.to_string();
-        let manifest_dir = PathBuf::from(inv.env.get("CARGO_MANIFEST_DIR").context("record without CARGO_MANIFEST_DIR")?);
+        let name = inv
+            .crate_name()
+            .context("record without --crate-name")?
+            .to_string();
+        let manifest_dir = PathBuf::from(
+            inv.env
+                .get("CARGO_MANIFEST_DIR")
+                .context("record without CARGO_MANIFEST_DIR")?,
+        );
         let ty = inv.arg_value("--crate-type").unwrap_or("bin").to_string();
         let dir = thin_root.join(format!("{name}.{ty}"));
-        Ok(ThinCrate { name, manifest_dir, out_dir: dir.join("out"), incr_dir: dir.join("incremental"), inv })
+        Ok(ThinCrate {
+            name,
+            manifest_dir,
+            out_dir: dir.join("out"),
+            incr_dir: dir.join("incremental"),
+            inv,
+        })
     }
 
     pub fn is_bin(&self) -> bool {
@@ -154,7 +194,13 @@ impl ThinCrate {
     fn thin_args(&self) -> Vec<String> {
         let mut out = Vec::new();
         let mut it = self.inv.args.iter().peekable();
-        let dropped_c = ["incremental=", "linker=", "debuginfo=", "save-temps", "strip="];
+        let dropped_c = [
+            "incremental=",
+            "linker=",
+            "debuginfo=",
+            "save-temps",
+            "strip=",
+        ];
         while let Some(a) = it.next() {
             if a == "--out-dir" || a == "--emit" || a == "-o" {
                 it.next();
@@ -177,18 +223,16 @@ impl ThinCrate {
             }
             out.push(a.clone());
         }
-        out.extend(
-            [
-                "--emit=link".to_string(),
-                format!("--out-dir={}", self.out_dir.display()),
-                format!("-Cincremental={}", self.incr_dir.display()),
-                "-Csave-temps".into(),
-                // Debug info is not needed to run a patch and costs time to generate and link.
-                "-Cdebuginfo=0".into(),
-                // The final link is skipped: only the per-codegen-unit objects are used.
-                "-Clinker=true".into(),
-            ],
-        );
+        out.extend([
+            "--emit=link".to_string(),
+            format!("--out-dir={}", self.out_dir.display()),
+            format!("-Cincremental={}", self.incr_dir.display()),
+            "-Csave-temps".into(),
+            // Debug info is not needed to run a patch and costs time to generate and link.
+            "-Cdebuginfo=0".into(),
+            // The final link is skipped: only the per-codegen-unit objects are used.
+            "-Clinker=true".into(),
+        ]);
         out
     }
 
@@ -217,17 +261,28 @@ impl ThinCrate {
         let mut objects = BTreeMap::new();
         for e in std::fs::read_dir(&self.out_dir)? {
             let p = e?.path();
-            let Some(n) = p.file_name().and_then(|n| n.to_str()) else { continue };
-            let Some(stem) = n.strip_suffix(".rcgu.o") else { continue };
+            let Some(n) = p.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(stem) = n.strip_suffix(".rcgu.o") else {
+                continue;
+            };
             // <crate>[-<extra>].<cgu>.<session>
-            let Some((rest, _session)) = stem.rsplit_once('.') else { continue };
-            let Some((_crate, cgu)) = rest.split_once('.') else { continue };
+            let Some((rest, _session)) = stem.rsplit_once('.') else {
+                continue;
+            };
+            let Some((_crate, cgu)) = rest.split_once('.') else {
+                continue;
+            };
             objects.insert(cgu.to_string(), p);
         }
         if objects.is_empty() {
             bail!("rustc left no object files in {}", self.out_dir.display());
         }
-        Ok(Outcome::Built(ThinObjects { objects, elapsed: start.elapsed() }))
+        Ok(Outcome::Built(ThinObjects {
+            objects,
+            elapsed: start.elapsed(),
+        }))
     }
 }
 
@@ -238,7 +293,9 @@ pub fn render_diagnostics(stderr: &[u8]) -> String {
     for line in String::from_utf8_lossy(stderr).lines() {
         match serde_json::from_str::<serde_json::Value>(line) {
             Ok(v) => {
-                if v["$message_type"].as_str() == Some("diagnostic") && v["level"].as_str().is_some_and(|l| l.starts_with("error")) {
+                if v["$message_type"].as_str() == Some("diagnostic")
+                    && v["level"].as_str().is_some_and(|l| l.starts_with("error"))
+                {
                     if let Some(r) = v["rendered"].as_str() {
                         out.push_str(r);
                     }

@@ -36,7 +36,12 @@ pub enum Cmd {
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
     /// Package with the target to run
-    #[arg(short = 'p', long = "package", value_name = "SPEC", help_heading = "Package Selection")]
+    #[arg(
+        short = 'p',
+        long = "package",
+        value_name = "SPEC",
+        help_heading = "Package Selection"
+    )]
     pub package: Option<String>,
 
     /// Name of the bin target to run
@@ -48,7 +53,12 @@ pub struct CommonArgs {
     pub example: Option<String>,
 
     /// Space or comma separated list of features to activate
-    #[arg(short = 'F', long, value_name = "FEATURES", help_heading = "Feature Selection")]
+    #[arg(
+        short = 'F',
+        long,
+        value_name = "FEATURES",
+        help_heading = "Feature Selection"
+    )]
     pub features: Vec<String>,
 
     /// Activate all available features
@@ -64,7 +74,11 @@ pub struct CommonArgs {
     pub release: bool,
 
     /// Build artifacts with the specified profile
-    #[arg(long, value_name = "PROFILE-NAME", help_heading = "Compilation Options")]
+    #[arg(
+        long,
+        value_name = "PROFILE-NAME",
+        help_heading = "Compilation Options"
+    )]
     pub profile: Option<String>,
 
     /// Directory for all generated artifacts (cargo hot uses its `hot` subdirectory)
@@ -187,7 +201,11 @@ impl CommonArgs {
             push("--quiet");
         }
         push("--color");
-        push(if crate::ui::color() { "always" } else { "never" });
+        push(if crate::ui::color() {
+            "always"
+        } else {
+            "never"
+        });
         CargoFlags(f)
     }
 }
@@ -208,7 +226,9 @@ fn read_config(common: &CommonArgs) -> Config {
         cmd.manifest_path(m);
     }
     cmd.no_deps();
-    let Ok(md) = cmd.exec() else { return Config::default() };
+    let Ok(md) = cmd.exec() else {
+        return Config::default();
+    };
     let mut cfg = Config::default();
     let root: PathBuf = md.workspace_root.clone().into();
     let mut apply = |v: &serde_json::Value, base: &std::path::Path| {
@@ -226,13 +246,19 @@ fn read_config(common: &CommonArgs) -> Config {
         }
     };
     apply(&md.workspace_metadata, &root);
-    let pkg = md
-        .workspace_packages()
-        .into_iter()
-        .find(|p| common.package.as_deref().is_none_or(|n| n == p.name.as_str()));
+    let pkg = md.workspace_packages().into_iter().find(|p| {
+        common
+            .package
+            .as_deref()
+            .is_none_or(|n| n == p.name.as_str())
+    });
     if let Some(p) = pkg {
         if common.package.is_some() || md.workspace_packages().len() == 1 {
-            let dir = p.manifest_path.parent().map(|d| d.as_std_path().to_path_buf()).unwrap_or(root.clone());
+            let dir = p
+                .manifest_path
+                .parent()
+                .map(|d| d.as_std_path().to_path_buf())
+                .unwrap_or(root.clone());
             apply(&p.metadata, &dir);
         }
     }
@@ -265,10 +291,27 @@ pub fn main(mut argv: Vec<OsString>) -> Result<i32> {
         example: common.example.clone(),
         target_dir: common.target_dir.clone(),
         restart,
-        debounce: Duration::from_millis(run.as_ref().and_then(|r| r.debounce).or(cfg.debounce_ms).unwrap_or(50)),
+        debounce: Duration::from_millis(
+            run.as_ref()
+                .and_then(|r| r.debounce)
+                .or(cfg.debounce_ms)
+                .unwrap_or(50),
+        ),
         poll: run.as_ref().is_some_and(|r| r.poll),
-        extra_watch: run.as_ref().map(|r| r.watch.clone()).unwrap_or_default().into_iter().chain(cfg.watch).collect(),
-        ignores: run.as_ref().map(|r| r.ignore.clone()).unwrap_or_default().into_iter().chain(cfg.ignore).collect(),
+        extra_watch: run
+            .as_ref()
+            .map(|r| r.watch.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .chain(cfg.watch)
+            .collect(),
+        ignores: run
+            .as_ref()
+            .map(|r| r.ignore.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .chain(cfg.ignore)
+            .collect(),
         build_only: run.is_none(),
     };
     session::run(opts)
@@ -283,15 +326,47 @@ mod tests {
         argv.extend(args);
         let cli = Cli::parse_from(argv);
         let Cmd::Run(r) = cli.command else { panic!() };
-        r.common.cargo_flags().0.into_iter().map(|s| s.into_string().unwrap()).filter(|s| s != "--color" && s != "never" && s != "always").collect()
+        r.common
+            .cargo_flags()
+            .0
+            .into_iter()
+            .map(|s| s.into_string().unwrap())
+            .filter(|s| s != "--color" && s != "never" && s != "always")
+            .collect()
     }
 
     #[test]
     fn flags_are_re_emitted_in_cargo_spelling() {
-        assert_eq!(flags(&["-p", "server", "--bin", "srv"]), ["--package", "server", "--bin", "srv"]);
-        assert_eq!(flags(&["-F", "a", "-F", "b,c", "--no-default-features"]), ["--features", "a,b,c", "--no-default-features"]);
-        assert_eq!(flags(&["-r", "--locked", "-vv"]), ["--release", "--locked", "--verbose", "--verbose"]);
-        assert_eq!(flags(&["--example", "demo", "--profile", "dev2", "--frozen", "--offline"]), ["--example", "demo", "--profile", "dev2", "--offline", "--frozen"]);
+        assert_eq!(
+            flags(&["-p", "server", "--bin", "srv"]),
+            ["--package", "server", "--bin", "srv"]
+        );
+        assert_eq!(
+            flags(&["-F", "a", "-F", "b,c", "--no-default-features"]),
+            ["--features", "a,b,c", "--no-default-features"]
+        );
+        assert_eq!(
+            flags(&["-r", "--locked", "-vv"]),
+            ["--release", "--locked", "--verbose", "--verbose"]
+        );
+        assert_eq!(
+            flags(&[
+                "--example",
+                "demo",
+                "--profile",
+                "dev2",
+                "--frozen",
+                "--offline"
+            ]),
+            [
+                "--example",
+                "demo",
+                "--profile",
+                "dev2",
+                "--offline",
+                "--frozen"
+            ]
+        );
     }
 
     #[test]

@@ -62,9 +62,15 @@ pub fn place_of(kind: SectionKind, name: &str) -> Place {
     match kind {
         SectionKind::Text => Place::Text,
         SectionKind::Data | SectionKind::UninitializedData => {
-            if name.starts_with(".data.rel.ro") { Place::ReadOnly } else { Place::Data }
+            if name.starts_with(".data.rel.ro") {
+                Place::ReadOnly
+            } else {
+                Place::Data
+            }
         }
-        SectionKind::ReadOnlyData | SectionKind::ReadOnlyString | SectionKind::ReadOnlyDataWithRel => Place::ReadOnly,
+        SectionKind::ReadOnlyData
+        | SectionKind::ReadOnlyString
+        | SectionKind::ReadOnlyDataWithRel => Place::ReadOnly,
         SectionKind::Tls | SectionKind::UninitializedTls => Place::Tls,
         _ => Place::Other,
     }
@@ -73,21 +79,36 @@ pub fn place_of(kind: SectionKind, name: &str) -> Place {
 impl HostImage {
     pub fn load(path: &Path) -> Result<HostImage> {
         let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let file = object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
-        if file.format() != object::BinaryFormat::Elf || file.architecture() != object::Architecture::X86_64 {
-            bail!("cargo hot patches Linux x86_64 ELF programs only; {} is not one", path.display());
+        let file =
+            object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
+        if file.format() != object::BinaryFormat::Elf
+            || file.architecture() != object::Architecture::X86_64
+        {
+            bail!(
+                "cargo hot patches Linux x86_64 ELF programs only; {} is not one",
+                path.display()
+            );
         }
         let mut symbols: HashMap<String, Vec<HostSym>> = HashMap::new();
         let mut hot_fns = HashMap::new();
         for sym in file.symbols() {
-            let Some(idx) = sym.section_index() else { continue };
+            let Some(idx) = sym.section_index() else {
+                continue;
+            };
             let Ok(name) = sym.name() else { continue };
-            if name.is_empty() || sym.kind() == SymbolKind::Section || sym.kind() == SymbolKind::File {
+            if name.is_empty()
+                || sym.kind() == SymbolKind::Section
+                || sym.kind() == SymbolKind::File
+            {
                 continue;
             }
             let section = file.section_by_index(idx)?;
             let place = place_of(section.kind(), section.name().unwrap_or(""));
-            let hs = HostSym { value: sym.address(), size: sym.size(), place };
+            let hs = HostSym {
+                value: sym.address(),
+                size: sym.size(),
+                place,
+            };
             let list = symbols.entry(name.to_string()).or_default();
             if !list.iter().any(|o| o.value == hs.value) {
                 list.push(hs);
@@ -95,20 +116,40 @@ impl HostImage {
             let dem = demangle(name);
             if let Some(parent) = dem.strip_suffix(ENTRY_SUFFIX) {
                 let off = sym.address() - section.address();
-                let bytes = section.data()?.get(off as usize..off as usize + 12).context("registry entry outside its section")?;
+                let bytes = section
+                    .data()?
+                    .get(off as usize..off as usize + 12)
+                    .context("registry entry outside its section")?;
                 let fingerprint = u64::from_le_bytes(bytes[0..8].try_into().unwrap());
                 let kind = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
-                hot_fns.insert(parent.to_string(), HostFn { entry: sym.address(), fingerprint, kind });
+                hot_fns.insert(
+                    parent.to_string(),
+                    HostFn {
+                        entry: sym.address(),
+                        fingerprint,
+                        kind,
+                    },
+                );
             }
         }
         let imports = file
             .dynamic_symbols()
             .filter(|s| s.is_undefined())
-            .filter_map(|s| s.name().ok().map(|n| n.split('@').next().unwrap_or(n).to_string()))
+            .filter_map(|s| {
+                s.name()
+                    .ok()
+                    .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            })
             .collect();
         let tls_block = tls_block(&data)?;
         let build_id = build_id(&data);
-        Ok(HostImage { symbols, imports, tls_block, hot_fns, build_id })
+        Ok(HostImage {
+            symbols,
+            imports,
+            tls_block,
+            hot_fns,
+            build_id,
+        })
     }
 
     /// Adds the symbols an applied patch defines (at its load address), newest first: later
@@ -119,7 +160,9 @@ impl HostImage {
         let file = object::File::parse(&*data)?;
         let mut n = 0;
         for sym in file.symbols() {
-            let Some(idx) = sym.section_index() else { continue };
+            let Some(idx) = sym.section_index() else {
+                continue;
+            };
             let Ok(name) = sym.name() else { continue };
             if name.is_empty() || matches!(sym.kind(), SymbolKind::Section | SymbolKind::File) {
                 continue;
@@ -127,11 +170,21 @@ impl HostImage {
             let section = file.section_by_index(idx)?;
             let sec_name = section.name().unwrap_or("");
             // Redirects to the host itself, and per-copy hot slots and entries, stay as they are.
-            if sec_name == ".hot_anchor" || sec_name == "hot_runtime_fns" || demangle(name).ends_with("::__HOT_SLOT") {
+            if sec_name == ".hot_anchor"
+                || sec_name == "hot_runtime_fns"
+                || demangle(name).ends_with("::__HOT_SLOT")
+            {
                 continue;
             }
             let place = place_of(section.kind(), sec_name);
-            self.symbols.insert(name.to_string(), vec![HostSym { value: sym.address().wrapping_sub(base), size: sym.size(), place }]);
+            self.symbols.insert(
+                name.to_string(),
+                vec![HostSym {
+                    value: sym.address().wrapping_sub(base),
+                    size: sym.size(),
+                    place,
+                }],
+            );
             n += 1;
         }
         Ok(n)
@@ -142,7 +195,10 @@ impl HostImage {
         match self.symbols.get(name).map(Vec::as_slice) {
             None | Some([]) => Ok(None),
             Some([one]) => Ok(Some(*one)),
-            Some(_) => Err(format!("`{}` has several definitions in the running program", demangle(name))),
+            Some(_) => Err(format!(
+                "`{}` has several definitions in the running program",
+                demangle(name)
+            )),
         }
     }
 }

@@ -41,8 +41,15 @@ impl Invocation {
     pub fn codegen_opt(&self, key: &str) -> Option<&str> {
         let mut it = self.args.iter().peekable();
         while let Some(a) = it.next() {
-            let opt = if a == "-C" { it.next().map(String::as_str) } else { a.strip_prefix("-C") };
-            if let Some(v) = opt.and_then(|o| o.strip_prefix(key)).and_then(|r| r.strip_prefix('=')) {
+            let opt = if a == "-C" {
+                it.next().map(String::as_str)
+            } else {
+                a.strip_prefix("-C")
+            };
+            if let Some(v) = opt
+                .and_then(|o| o.strip_prefix(key))
+                .and_then(|r| r.strip_prefix('='))
+            {
                 return Some(v);
             }
         }
@@ -72,12 +79,21 @@ fn record(dir: &Path, rustc: &Path, args: &[String]) -> Result<()> {
     let inv = Invocation {
         rustc: rustc.to_path_buf(),
         args: args.to_vec(),
-        env: std::env::vars().filter(|(k, _)| k != RECORD_DIR_ENV).collect(),
+        env: std::env::vars()
+            .filter(|(k, _)| k != RECORD_DIR_ENV)
+            .collect(),
         cwd: std::env::current_dir()?,
     };
-    let Some(name) = inv.crate_name() else { return Ok(()) };
+    let Some(name) = inv.crate_name() else {
+        return Ok(());
+    };
     // Tests, build scripts and proc-macros are never patched.
-    if args.iter().any(|a| a == "--test" || a == "-" || a.starts_with("--print")) || name.starts_with("build_script_") || name == "___" {
+    if args
+        .iter()
+        .any(|a| a == "--test" || a == "-" || a.starts_with("--print"))
+        || name.starts_with("build_script_")
+        || name == "___"
+    {
         return Ok(());
     }
     let ty = inv.arg_value("--crate-type").unwrap_or("bin");
@@ -87,7 +103,8 @@ fn record(dir: &Path, rustc: &Path, args: &[String]) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let path = record_path(dir, name, ty);
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&inv)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_vec(&inv)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path)?;
     Ok(())
 }

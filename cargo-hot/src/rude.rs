@@ -17,7 +17,9 @@ pub struct Snapshot {
 }
 
 fn is_hot(attrs: &[syn::Attribute]) -> bool {
-    attrs.iter().any(|a| a.path().segments.last().is_some_and(|s| s.ident == "hot"))
+    attrs
+        .iter()
+        .any(|a| a.path().segments.last().is_some_and(|s| s.ident == "hot"))
 }
 
 fn sig_text(sig: &syn::Signature) -> String {
@@ -37,7 +39,10 @@ fn collect(items: &[syn::Item], prefix: &str, out: &mut HashMap<String, String>)
             syn::Item::Struct(s) => {
                 let mut s = s.clone();
                 s.attrs.retain(|a| !a.path().is_ident("doc"));
-                out.insert(format!("struct {prefix}{}", s.ident), s.to_token_stream().to_string());
+                out.insert(
+                    format!("struct {prefix}{}", s.ident),
+                    s.to_token_stream().to_string(),
+                );
             }
             syn::Item::Enum(e) => {
                 let mut e = e.clone();
@@ -45,10 +50,16 @@ fn collect(items: &[syn::Item], prefix: &str, out: &mut HashMap<String, String>)
                 for v in &mut e.variants {
                     v.attrs.retain(|a| !a.path().is_ident("doc"));
                 }
-                out.insert(format!("enum {prefix}{}", e.ident), e.to_token_stream().to_string());
+                out.insert(
+                    format!("enum {prefix}{}", e.ident),
+                    e.to_token_stream().to_string(),
+                );
             }
             syn::Item::Union(u) => {
-                out.insert(format!("union {prefix}{}", u.ident), u.fields.to_token_stream().to_string());
+                out.insert(
+                    format!("union {prefix}{}", u.ident),
+                    u.fields.to_token_stream().to_string(),
+                );
             }
             syn::Item::Trait(t) => {
                 // Only the declarations: default method bodies may change.
@@ -63,7 +74,10 @@ fn collect(items: &[syn::Item], prefix: &str, out: &mut HashMap<String, String>)
                 out.insert(format!("trait {prefix}{}", t.ident), decls.join(";"));
             }
             syn::Item::Static(s) => {
-                out.insert(format!("static {prefix}{}", s.ident), s.ty.to_token_stream().to_string());
+                out.insert(
+                    format!("static {prefix}{}", s.ident),
+                    s.ty.to_token_stream().to_string(),
+                );
             }
             syn::Item::Fn(f) if is_hot(&f.attrs) => {
                 out.insert(format!("hot fn {prefix}{}", f.sig.ident), sig_text(&f.sig));
@@ -73,7 +87,10 @@ fn collect(items: &[syn::Item], prefix: &str, out: &mut HashMap<String, String>)
                 for ii in &imp.items {
                     if let syn::ImplItem::Fn(f) = ii {
                         if is_hot(&f.attrs) {
-                            out.insert(format!("hot fn {prefix}{self_ty}::{}", f.sig.ident), sig_text(&f.sig));
+                            out.insert(
+                                format!("hot fn {prefix}{self_ty}::{}", f.sig.ident),
+                                sig_text(&f.sig),
+                            );
                         }
                     }
                 }
@@ -97,7 +114,9 @@ fn shapes(path: &Path) -> Option<HashMap<String, String>> {
 }
 
 fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -140,7 +159,11 @@ impl Snapshot {
             for k in keys {
                 match (old.get(k), new.get(k)) {
                     (Some(a), Some(b)) if a != b => {
-                        let what = if k.starts_with("hot fn") { "signature of" } else { "definition of" };
+                        let what = if k.starts_with("hot fn") {
+                            "signature of"
+                        } else {
+                            "definition of"
+                        };
                         return Some(format!("the {what} {k} changed in {}", p.display()));
                     }
                     (Some(_), None) if !k.starts_with("hot fn") => {
@@ -162,7 +185,12 @@ impl Snapshot {
             .filter(|(p, t)| self.texts.get(*p) != Some(*t))
             .map(|(p, _)| p.clone())
             .collect();
-        changed.extend(self.texts.keys().filter(|p| !now.texts.contains_key(*p)).cloned());
+        changed.extend(
+            self.texts
+                .keys()
+                .filter(|p| !now.texts.contains_key(*p))
+                .cloned(),
+        );
         changed
     }
 
@@ -203,21 +231,69 @@ mod tests {
 
     #[test]
     fn body_edits_are_not_rude() {
-        assert_eq!(check("#[hot] fn f() -> u32 { 1 }", "#[hot] fn f() -> u32 { 2 }"), None);
-        assert_eq!(check("struct S { a: u32 }\nfn g() {}", "/// doc\nstruct S { a: u32 }\nfn g() { let _ = 1; }"), None);
-        assert_eq!(check("#[hot] fn f(x: u32) {}", "#[hot] fn f(y: u32) {}"), None);
-        assert_eq!(check("trait T { fn a(&self) -> u32 { 1 } }", "trait T { fn a(&self) -> u32 { 2 } }"), None);
+        assert_eq!(
+            check("#[hot] fn f() -> u32 { 1 }", "#[hot] fn f() -> u32 { 2 }"),
+            None
+        );
+        assert_eq!(
+            check(
+                "struct S { a: u32 }\nfn g() {}",
+                "/// doc\nstruct S { a: u32 }\nfn g() { let _ = 1; }"
+            ),
+            None
+        );
+        assert_eq!(
+            check("#[hot] fn f(x: u32) {}", "#[hot] fn f(y: u32) {}"),
+            None
+        );
+        assert_eq!(
+            check(
+                "trait T { fn a(&self) -> u32 { 1 } }",
+                "trait T { fn a(&self) -> u32 { 2 } }"
+            ),
+            None
+        );
     }
 
     #[test]
     fn shape_edits_are_rude() {
-        assert!(check("struct S { a: u32 }", "struct S { a: u32, b: u8 }").unwrap().contains("struct S"));
+        assert!(
+            check("struct S { a: u32 }", "struct S { a: u32, b: u8 }")
+                .unwrap()
+                .contains("struct S")
+        );
         assert!(check("struct S { a: u32, b: u8 }", "struct S { b: u8, a: u32 }").is_some());
-        assert!(check("enum E { A }", "enum E { A, B }").unwrap().contains("enum E"));
-        assert!(check("static X: u32 = 1;", "static X: u64 = 1;").unwrap().contains("static X"));
-        assert!(check("#[hot] fn f() -> u32 { 1 }", "#[hot] fn f() -> u64 { 1 }").unwrap().contains("signature of hot fn f"));
-        assert!(check("impl S { #[hot] fn m(&self) {} }", "impl S { #[hot] fn m(&mut self) {} }").unwrap().contains("S::m"));
-        assert!(check("mod a { pub struct S(u8); }", "mod a { pub struct S(u16); }").unwrap().contains("a::S"));
+        assert!(
+            check("enum E { A }", "enum E { A, B }")
+                .unwrap()
+                .contains("enum E")
+        );
+        assert!(
+            check("static X: u32 = 1;", "static X: u64 = 1;")
+                .unwrap()
+                .contains("static X")
+        );
+        assert!(
+            check("#[hot] fn f() -> u32 { 1 }", "#[hot] fn f() -> u64 { 1 }")
+                .unwrap()
+                .contains("signature of hot fn f")
+        );
+        assert!(
+            check(
+                "impl S { #[hot] fn m(&self) {} }",
+                "impl S { #[hot] fn m(&mut self) {} }"
+            )
+            .unwrap()
+            .contains("S::m")
+        );
+        assert!(
+            check(
+                "mod a { pub struct S(u8); }",
+                "mod a { pub struct S(u16); }"
+            )
+            .unwrap()
+            .contains("a::S")
+        );
     }
 
     #[test]

@@ -72,30 +72,53 @@ fn workspace(opts: &Options) -> Result<Workspace> {
         cmd.cargo_path(c);
     }
     cmd.no_deps();
-    let md = cmd.exec().context("reading the workspace with `cargo metadata`")?;
-    let target_dir: PathBuf = opts.target_dir.clone().unwrap_or_else(|| md.target_directory.clone().into());
+    let md = cmd
+        .exec()
+        .context("reading the workspace with `cargo metadata`")?;
+    let target_dir: PathBuf = opts
+        .target_dir
+        .clone()
+        .unwrap_or_else(|| md.target_directory.clone().into());
     let member_dirs = md
         .workspace_packages()
         .iter()
-        .filter_map(|p| p.manifest_path.parent().map(|d| PathBuf::from(d.as_std_path())))
+        .filter_map(|p| {
+            p.manifest_path
+                .parent()
+                .map(|d| PathBuf::from(d.as_std_path()))
+        })
         .collect();
-    Ok(Workspace { root: md.workspace_root.clone().into(), hot_dir: target_dir.join("hot"), member_dirs, target_dir })
+    Ok(Workspace {
+        root: md.workspace_root.clone().into(),
+        hot_dir: target_dir.join("hot"),
+        member_dirs,
+        target_dir,
+    })
 }
 
 fn pick_exe(opts: &Options) -> impl Fn(&[(String, Vec<String>, PathBuf)]) -> Result<PathBuf> + '_ {
     move |exes| {
-        let want_kind = if opts.example.is_some() { "example" } else { "bin" };
+        let want_kind = if opts.example.is_some() {
+            "example"
+        } else {
+            "bin"
+        };
         let want_name = opts.example.as_ref().or(opts.bin.as_ref());
         let cands: Vec<_> = exes
             .iter()
-            .filter(|(name, kinds, _)| kinds.iter().any(|k| k == want_kind) && want_name.is_none_or(|w| w == name))
+            .filter(|(name, kinds, _)| {
+                kinds.iter().any(|k| k == want_kind) && want_name.is_none_or(|w| w == name)
+            })
             .collect();
         match cands.as_slice() {
             [one] => Ok(one.2.clone()),
             [] => bail!("no binary to run was built; pass `--bin NAME` or `--example NAME`"),
             many => bail!(
                 "`cargo hot run` could not determine which binary to run; use the `--bin` option to specify a binary.\navailable binaries: {}",
-                many.iter().map(|c| c.0.as_str()).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|c| c.0.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }
     }
@@ -145,7 +168,10 @@ fn hash_file(p: &Path) -> Result<u64> {
 pub fn run(opts: Options) -> Result<i32> {
     let ws = workspace(&opts)?;
     std::fs::create_dir_all(&ws.hot_dir)?;
-    let patch_dir = ws.hot_dir.join("patches").join(std::process::id().to_string());
+    let patch_dir = ws
+        .hot_dir
+        .join("patches")
+        .join(std::process::id().to_string());
     create_private_dir(&patch_dir)?;
     let _cleanup = RemoveOnDrop(patch_dir.clone());
 
@@ -173,7 +199,13 @@ pub fn run(opts: Options) -> Result<i32> {
     let _watcher = if opts.build_only {
         None
     } else {
-        Some(crate::watch::start(&watch_dirs, filter, opts.debounce, opts.poll, tx.clone())?)
+        Some(crate::watch::start(
+            &watch_dirs,
+            filter,
+            opts.debounce,
+            opts.poll,
+            tx.clone(),
+        )?)
     };
 
     let keys = !opts.build_only && std::io::stdin().is_terminal();
@@ -232,7 +264,13 @@ pub fn run(opts: Options) -> Result<i32> {
             Event::WatchError(e) => ui::bad("error", &e),
             Event::ProgramExited(pid, status) => {
                 if state.as_ref().is_some_and(|(p, _)| p.pid == pid) {
-                    ui::warn("Exited", &format!("{} ({status}); it will run again after the next successful build", program_name(&opts)));
+                    ui::warn(
+                        "Exited",
+                        &format!(
+                            "{} ({status}); it will run again after the next successful build",
+                            program_name(&opts)
+                        ),
+                    );
                     state = None;
                 }
             }
@@ -256,7 +294,9 @@ pub fn run(opts: Options) -> Result<i32> {
                         } else {
                             ui::warn(
                                 "Refused",
-                                &format!("{why}; the program keeps its current code (--no-restart). Press `r` + Enter to restart, or edit it back"),
+                                &format!(
+                                    "{why}; the program keeps its current code (--no-restart). Press `r` + Enter to restart, or edit it back"
+                                ),
                             );
                         }
                     }
@@ -268,7 +308,11 @@ pub fn run(opts: Options) -> Result<i32> {
 }
 
 fn program_name(opts: &Options) -> String {
-    opts.example.clone().or(opts.bin.clone()).or(opts.package.clone()).unwrap_or_else(|| "the program".into())
+    opts.example
+        .clone()
+        .or(opts.bin.clone())
+        .or(opts.package.clone())
+        .unwrap_or_else(|| "the program".into())
 }
 
 enum StartOutcome {
@@ -277,29 +321,57 @@ enum StartOutcome {
     Failed,
 }
 
-fn start(opts: &Options, ws: &Workspace, patch_dir: &Path, tx: &Sender<Event>) -> Result<StartOutcome> {
+fn start(
+    opts: &Options,
+    ws: &Workspace,
+    patch_dir: &Path,
+    tx: &Sender<Event>,
+) -> Result<StartOutcome> {
     loop {
         // What the build compiles: edits saved while it runs are noticed at the end.
         let snapshot = Snapshot::take(&ws.member_dirs);
         let started = start_once(opts, ws, patch_dir, tx, snapshot)?;
-        let StartOutcome::Started(prog, patcher) = started else { return Ok(started) };
+        let StartOutcome::Started(prog, patcher) = started else {
+            return Ok(started);
+        };
         let edited = patcher.snapshot.edited_since(&ws.member_dirs);
         if edited.is_empty() {
             ui::good(
                 "Watching",
-                &format!("{} crate(s) for changes; {} hot fn(s) patchable", patcher.crates.len(), patcher.host.hot_fns.len()),
+                &format!(
+                    "{} crate(s) for changes; {} hot fn(s) patchable",
+                    patcher.crates.len(),
+                    patcher.host.hot_fns.len()
+                ),
             );
             return Ok(StartOutcome::Started(prog, patcher));
         }
-        ui::warn("Rebuilding", &format!("{} changed during the build", edited[0].display()));
+        ui::warn(
+            "Rebuilding",
+            &format!("{} changed during the build", edited[0].display()),
+        );
         stop(prog.pid);
     }
 }
 
-fn start_once(opts: &Options, ws: &Workspace, patch_dir: &Path, tx: &Sender<Event>, snapshot: Snapshot) -> Result<StartOutcome> {
-    ui::good("Building", &format!("{} (hot build in {})", program_name(opts), ws.hot_dir.display()));
+fn start_once(
+    opts: &Options,
+    ws: &Workspace,
+    patch_dir: &Path,
+    tx: &Sender<Event>,
+    snapshot: Snapshot,
+) -> Result<StartOutcome> {
+    ui::good(
+        "Building",
+        &format!(
+            "{} (hot build in {})",
+            program_name(opts),
+            ws.hot_dir.display()
+        ),
+    );
     let pick = pick_exe(opts);
-    let fat = match build::fat_build(&opts.flags, &ws.hot_dir, &pick, &mut |w| ui::diagnostics(w))? {
+    let fat = match build::fat_build(&opts.flags, &ws.hot_dir, &pick, &mut |w| ui::diagnostics(w))?
+    {
         Outcome::Built(f) => f,
         Outcome::Failed(diag) => {
             ui::diagnostics(&diag);
@@ -307,7 +379,10 @@ fn start_once(opts: &Options, ws: &Workspace, patch_dir: &Path, tx: &Sender<Even
             return Ok(StartOutcome::Failed);
         }
     };
-    ui::good("Finished", &format!("hot build in {:.2}s", fat.elapsed.as_secs_f64()));
+    ui::good(
+        "Finished",
+        &format!("hot build in {:.2}s", fat.elapsed.as_secs_f64()),
+    );
     if opts.build_only {
         println!("{}", fat.exe.display());
         return Ok(StartOutcome::BuildOnly);
@@ -323,8 +398,13 @@ fn start_once(opts: &Options, ws: &Workspace, patch_dir: &Path, tx: &Sender<Even
     for e in std::fs::read_dir(&fat.records)? {
         let p = e?.path();
         if p.extension().is_some_and(|x| x == "json") {
-            let Ok(c) = ThinCrate::new(&p, &ws.hot_dir.join("thin")) else { continue };
-            if ws.member_dirs.contains(&c.manifest_dir) && linked.contains(c.name.as_str()) && c.inv.cwd.is_dir() {
+            let Ok(c) = ThinCrate::new(&p, &ws.hot_dir.join("thin")) else {
+                continue;
+            };
+            if ws.member_dirs.contains(&c.manifest_dir)
+                && linked.contains(c.name.as_str())
+                && c.inv.cwd.is_dir()
+            {
                 crates.push(c);
             }
         }
@@ -350,7 +430,9 @@ fn start_once(opts: &Options, ws: &Workspace, patch_dir: &Path, tx: &Sender<Even
         });
     }
     ui::good("Running", &format!("`{}`", fat.exe.display()));
-    let mut child = cmd.spawn().with_context(|| format!("starting {}", fat.exe.display()))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", fat.exe.display()))?;
     drop(child_end);
     let pid = child.id();
     CURRENT_PROGRAM.store(pid, std::sync::atomic::Ordering::Release);
@@ -384,13 +466,34 @@ fn start_once(opts: &Options, ws: &Workspace, patch_dir: &Path, tx: &Sender<Even
             }
         });
     }
-    let mut prog = Program { pid, ctl: parent, replies: rrx, base: 0, next_addr: 0, reserve_end: 0, connected: false };
+    let mut prog = Program {
+        pid,
+        ctl: parent,
+        replies: rrx,
+        base: 0,
+        next_addr: 0,
+        reserve_end: 0,
+        connected: false,
+    };
     match prog.replies.recv_timeout(Duration::from_secs(10)) {
-        Ok(Message::Hello { pid: hp, build_id, base, reserve_start, reserve_end, hot_fns }) => {
+        Ok(Message::Hello {
+            pid: hp,
+            build_id,
+            base,
+            reserve_start,
+            reserve_end,
+            hot_fns,
+        }) => {
             if hp != pid || build_id != host.build_id {
-                ui::bad("error", "the program that connected is not the one just built; patching is off");
+                ui::bad(
+                    "error",
+                    "the program that connected is not the one just built; patching is off",
+                );
             } else if reserve_end == 0 {
-                ui::bad("error", "the program could not reserve address space for patches; patching is off");
+                ui::bad(
+                    "error",
+                    "the program could not reserve address space for patches; patching is off",
+                );
             } else {
                 prog.base = base;
                 prog.next_addr = reserve_start;
@@ -399,7 +502,10 @@ fn start_once(opts: &Options, ws: &Workspace, patch_dir: &Path, tx: &Sender<Even
                 let _ = hot_fns;
             }
         }
-        Ok(other) => ui::bad("error", &format!("unexpected first message from the program: {other:?}")),
+        Ok(other) => ui::bad(
+            "error",
+            &format!("unexpected first message from the program: {other:?}"),
+        ),
         Err(_) => ui::warn(
             "Unpatchable",
             "the program did not connect to cargo hot; does it depend on `hot-runtime` and have a #[hot] fn? Edits will restart it",
@@ -412,7 +518,9 @@ fn start_once(opts: &Options, ws: &Workspace, patch_dir: &Path, tx: &Sender<Even
     // Baseline: the objects of the code now running, to diff each save against. Doing it now,
     // while the program starts, makes the first save as fast as the others.
     for c in &crates {
-        let built = c.build().unwrap_or_else(|e| Outcome::Failed(format!("{e:#}\n")));
+        let built = c
+            .build()
+            .unwrap_or_else(|e| Outcome::Failed(format!("{e:#}\n")));
         match built {
             Outcome::Built(objs) => {
                 let mut m = HashMap::new();
@@ -444,7 +552,20 @@ fn start_once(opts: &Options, ws: &Workspace, patch_dir: &Path, tx: &Sender<Even
             }
         }
     }
-    Ok(StartOutcome::Started(prog, Patcher { host, crates, running, entry_cgu, target_cgu, index, snapshot, patch_dir: patch_dir.to_path_buf(), seq: 0 }))
+    Ok(StartOutcome::Started(
+        prog,
+        Patcher {
+            host,
+            crates,
+            running,
+            entry_cgu,
+            target_cgu,
+            index,
+            snapshot,
+            patch_dir: patch_dir.to_path_buf(),
+            seq: 0,
+        },
+    ))
 }
 
 /// Names of the crates with code in the host binary (v0 symbol names start with the crate).
@@ -465,7 +586,12 @@ enum ChangeResult {
     Restart(String),
 }
 
-fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Options) -> Result<ChangeResult> {
+fn on_change(
+    paths: &[PathBuf],
+    prog: &mut Program,
+    pa: &mut Patcher,
+    opts: &Options,
+) -> Result<ChangeResult> {
     let t0 = Instant::now();
     for p in paths {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -493,7 +619,9 @@ fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Opt
         return Ok(ChangeResult::Restart(rude));
     }
     if !prog.connected {
-        return Ok(ChangeResult::Restart("the program is not connected to cargo hot".into()));
+        return Ok(ChangeResult::Restart(
+            "the program is not connected to cargo hot".into(),
+        ));
     }
     let mut rustc_time = Duration::ZERO;
     let mut changed_objs = Vec::new();
@@ -508,7 +636,13 @@ fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Opt
         match c.build()? {
             Outcome::Failed(diag) => {
                 ui::diagnostics(&diag);
-                ui::bad("error", &format!("could not compile `{}`; the program keeps running its last good code", c.name));
+                ui::bad(
+                    "error",
+                    &format!(
+                        "could not compile `{}`; the program keeps running its last good code",
+                        c.name
+                    ),
+                );
                 return Ok(ChangeResult::Done);
             }
             Outcome::Built(objs) => {
@@ -527,7 +661,8 @@ fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Opt
                 let mut changed_fns: HashSet<String> = HashSet::new();
                 let mut new_index = Vec::new();
                 for cgu in &changed_cgus {
-                    let idx = link::index_object(&objs.objects[cgu]).map_err(|e| anyhow::anyhow!(e.0))?;
+                    let idx =
+                        link::index_object(&objs.objects[cgu]).map_err(|e| anyhow::anyhow!(e.0))?;
                     let old = pa.index[i].get(cgu);
                     for (f, h) in &idx.code {
                         if old.and_then(|o| o.code.get(f)) != Some(h) {
@@ -550,7 +685,10 @@ fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Opt
                 if std::env::var_os("CARGO_HOT_DEBUG").is_some() {
                     let mut names: Vec<String> = changed_fns.iter().map(|f| demangle(f)).collect();
                     names.sort();
-                    eprintln!("[debug] changed functions: {names:#?}\n[debug] {} symbols reach them", reach.len());
+                    eprintln!(
+                        "[debug] changed functions: {names:#?}\n[debug] {} symbols reach them",
+                        reach.len()
+                    );
                 }
                 for (cgu, idx) in pa.index[i].iter() {
                     if !needed.contains(cgu) && idx.refs.iter().any(|(d, _)| reach.contains(d)) {
@@ -580,7 +718,10 @@ fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Opt
         }
     }
     if changed_objs.is_empty() {
-        ui::good("Unchanged", &format!("no code changed ({} ms)", t0.elapsed().as_millis()));
+        ui::good(
+            "Unchanged",
+            &format!("no code changed ({} ms)", t0.elapsed().as_millis()),
+        );
         pa.snapshot.update(paths);
         return Ok(ChangeResult::Done);
     }
@@ -601,7 +742,9 @@ fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Opt
     };
     let link_time = t_link.elapsed();
     if linked.addr + linked.len > prog.reserve_end {
-        return Ok(ChangeResult::Restart("the address space reserved for patches is used up".into()));
+        return Ok(ChangeResult::Restart(
+            "the address space reserved for patches is used up".into(),
+        ));
     }
     if linked.fns.is_empty() {
         ui::warn(
@@ -620,7 +763,15 @@ fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Opt
         addr: linked.addr,
         len: linked.len,
         path: linked.path.as_os_str().as_bytes().to_vec(),
-        fns: linked.fns.iter().map(|f| FnRebind { host_entry: f.host_entry, patch_entry: f.patch_entry, target: f.target }).collect(),
+        fns: linked
+            .fns
+            .iter()
+            .map(|f| FnRebind {
+                host_entry: f.host_entry,
+                patch_entry: f.patch_entry,
+                target: f.target,
+            })
+            .collect(),
     };
     writeln!(prog.ctl, "{}", msg.encode()).context("sending the patch to the program")?;
     // The range is spent whatever the answer: a failed dlopen may still have mapped part of it.
@@ -628,11 +779,16 @@ fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Opt
     let reply = loop {
         match prog.replies.recv_timeout(Duration::from_secs(20)) {
             Ok(Message::Pending { .. }) => {
-                ui::good("Queued", &format!("patch {} waits for the program's `apply_pending()`", pa.seq));
+                ui::good(
+                    "Queued",
+                    &format!("patch {} waits for the program's `apply_pending()`", pa.seq),
+                );
                 continue;
             }
             Ok(m) => break m,
-            Err(RecvTimeoutError::Timeout) => bail!("the program did not answer the patch within 20 s"),
+            Err(RecvTimeoutError::Timeout) => {
+                bail!("the program did not answer the patch within 20 s")
+            }
             Err(RecvTimeoutError::Disconnected) => bail!("the program closed the control channel"),
         }
     };
@@ -647,8 +803,17 @@ fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Opt
             }
             pa.snapshot.update(paths);
             pa.host.absorb_patch(&linked.path, prog.base)?;
-            let by_entry: HashMap<u64, &str> = linked.fns.iter().map(|f| (f.host_entry, f.name.as_str())).collect();
-            let names: Vec<&str> = linked.fns.iter().filter(|f| !refused.iter().any(|(e, _)| *e == f.host_entry)).map(|f| short(&f.name)).collect();
+            let by_entry: HashMap<u64, &str> = linked
+                .fns
+                .iter()
+                .map(|f| (f.host_entry, f.name.as_str()))
+                .collect();
+            let names: Vec<&str> = linked
+                .fns
+                .iter()
+                .filter(|f| !refused.iter().any(|(e, _)| *e == f.host_entry))
+                .map(|f| short(&f.name))
+                .collect();
             let total = t0.elapsed();
             ui::good(
                 "Patched",
@@ -662,12 +827,21 @@ fn on_change(paths: &[PathBuf], prog: &mut Program, pa: &mut Patcher, opts: &Opt
                 ),
             );
             for (e, r) in refused {
-                ui::warn("Refused", &format!("{}: {}", by_entry.get(&e).copied().unwrap_or("?"), r.describe()));
+                ui::warn(
+                    "Refused",
+                    &format!(
+                        "{}: {}",
+                        by_entry.get(&e).copied().unwrap_or("?"),
+                        r.describe()
+                    ),
+                );
             }
             let _ = opts;
             Ok(ChangeResult::Done)
         }
-        Message::Failed { reason, .. } => Ok(ChangeResult::Restart(format!("the program refused the patch: {reason}"))),
+        Message::Failed { reason, .. } => Ok(ChangeResult::Restart(format!(
+            "the program refused the patch: {reason}"
+        ))),
         other => bail!("unexpected answer from the program: {other:?}"),
     }
 }
@@ -704,7 +878,11 @@ fn create_private_dir(p: &Path) -> Result<()> {
     if p.exists() {
         std::fs::remove_dir_all(p)?;
     }
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(p).with_context(|| format!("creating {}", p.display()))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(p)
+        .with_context(|| format!("creating {}", p.display()))?;
     Ok(())
 }
 

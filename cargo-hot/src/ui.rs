@@ -8,11 +8,17 @@ static QUIET: AtomicBool = AtomicBool::new(false);
 
 /// `--color auto|always|never`, defaulting from `CARGO_TERM_COLOR`; `NO_COLOR` turns it off.
 pub fn init(color: Option<&str>, quiet: bool) {
-    let choice = color.map(str::to_string).or_else(|| std::env::var("CARGO_TERM_COLOR").ok()).unwrap_or_else(|| "auto".into());
+    let choice = color
+        .map(str::to_string)
+        .or_else(|| std::env::var("CARGO_TERM_COLOR").ok())
+        .unwrap_or_else(|| "auto".into());
     let on = match choice.as_str() {
         "always" => true,
         "never" => false,
-        _ => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        _ => {
+            std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
     };
     COLOR.store(on, Ordering::Relaxed);
     QUIET.store(quiet, Ordering::Relaxed);

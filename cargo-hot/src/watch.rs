@@ -21,8 +21,14 @@ impl Filter {
     pub fn new(workspace_root: &Path, target_dir: &Path, ignores: Vec<PathBuf>) -> Filter {
         let mut b = ignore::gitignore::GitignoreBuilder::new(workspace_root);
         let _ = b.add(workspace_root.join(".gitignore"));
-        let gitignore = b.build().unwrap_or_else(|_| ignore::gitignore::Gitignore::empty());
-        Filter { target_dir: target_dir.to_path_buf(), gitignore, ignores }
+        let gitignore = b
+            .build()
+            .unwrap_or_else(|_| ignore::gitignore::Gitignore::empty());
+        Filter {
+            target_dir: target_dir.to_path_buf(),
+            gitignore,
+            ignores,
+        }
     }
 
     /// True for a path whose change may need a patch or a restart.
@@ -30,16 +36,30 @@ impl Filter {
         if p.starts_with(&self.target_dir) || self.ignores.iter().any(|i| p.starts_with(i)) {
             return false;
         }
-        if p.components().any(|c| c.as_os_str() == ".git" || c.as_os_str() == "target") {
+        if p.components()
+            .any(|c| c.as_os_str() == ".git" || c.as_os_str() == "target")
+        {
             return false;
         }
-        let Some(name) = p.file_name().and_then(|n| n.to_str()) else { return false };
+        let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+            return false;
+        };
         // Editor droppings: vim swap/backup files, emacs locks, JetBrains/VS Code temp files.
-        if name.starts_with(".#") || name.ends_with('~') || name.ends_with(".swp") || name.ends_with(".swx") || name.ends_with(".tmp") || name == "4913" {
+        if name.starts_with(".#")
+            || name.ends_with('~')
+            || name.ends_with(".swp")
+            || name.ends_with(".swx")
+            || name.ends_with(".tmp")
+            || name == "4913"
+        {
             return false;
         }
         let wanted = name.ends_with(".rs") || name == "Cargo.toml";
-        wanted && !self.gitignore.matched_path_or_any_parents(p, false).is_ignore()
+        wanted
+            && !self
+                .gitignore
+                .matched_path_or_any_parents(p, false)
+                .is_ignore()
     }
 }
 
@@ -82,11 +102,16 @@ pub fn start(
         )
         .context("starting the file watcher")?;
         for dir in dirs {
-            d.watch(dir, RecursiveMode::Recursive).map_err(|e| anyhow::anyhow!(describe(&e)))?;
+            d.watch(dir, RecursiveMode::Recursive)
+                .map_err(|e| anyhow::anyhow!(describe(&e)))?;
         }
         Ok(Box::new(d))
     } else {
-        let mut d = new_debouncer_opt::<_, notify::RecommendedWatcher, notify_debouncer_full::RecommendedCache>(
+        let mut d = new_debouncer_opt::<
+            _,
+            notify::RecommendedWatcher,
+            notify_debouncer_full::RecommendedCache,
+        >(
             debounce,
             None,
             handler,
@@ -95,7 +120,8 @@ pub fn start(
         )
         .context("starting the file watcher")?;
         for dir in dirs {
-            d.watch(dir, RecursiveMode::Recursive).map_err(|e| anyhow::anyhow!(describe(&e)))?;
+            d.watch(dir, RecursiveMode::Recursive)
+                .map_err(|e| anyhow::anyhow!(describe(&e)))?;
         }
         Ok(Box::new(d))
     }

@@ -52,7 +52,10 @@ struct Args {
 }
 
 fn parse_args(attr: TokenStream2) -> syn::Result<Args> {
-    let mut args = Args { not_send: false, tokens: attr.clone() };
+    let mut args = Args {
+        not_send: false,
+        tokens: attr.clone(),
+    };
     if attr.is_empty() {
         return Ok(args);
     }
@@ -127,7 +130,9 @@ fn not_a_function(item: TokenStream2) -> syn::Error {
     };
     syn::Error::new_spanned(
         item,
-        format!("#[hot] can only be applied to functions, and this is {what}: put it on a `fn` item or method"),
+        format!(
+            "#[hot] can only be applied to functions, and this is {what}: put it on a `fn` item or method"
+        ),
     )
 }
 
@@ -269,7 +274,12 @@ fn lower(sig: &Signature) -> Lowered {
                 }
                 ptr_inputs.push(ty);
                 match &*pt.pat {
-                    Pat::Ident(PatIdent { ident, by_ref: None, subpat: None, .. }) => {
+                    Pat::Ident(PatIdent {
+                        ident,
+                        by_ref: None,
+                        subpat: None,
+                        ..
+                    }) => {
                         call_args.push(ident.to_token_stream());
                     }
                     other => {
@@ -289,7 +299,14 @@ fn lower(sig: &Signature) -> Lowered {
         shape.push_str(" -> ");
         shape.push_str(&ty.to_token_stream().to_string());
     }
-    Lowered { sig: sig_out, rebinds, call_args, ptr_inputs, layout_types, shape }
+    Lowered {
+        sig: sig_out,
+        rebinds,
+        call_args,
+        ptr_inputs,
+        layout_types,
+        shape,
+    }
 }
 
 /// Named lifetimes of the outer fn are not in scope inside the nested statics: turn them into
@@ -471,15 +488,27 @@ fn ptr_sig(sig: &Signature, low: &Lowered, bind_named: bool) -> PtrSig {
         namer.visit_type_mut(t);
     }
     let has_receiver = matches!(sig.inputs.first(), Some(FnArg::Receiver(_)));
-    let receiver_lt = if has_receiver { lifetimes_in(&inputs[0]).into_iter().next() } else { None };
+    let receiver_lt = if has_receiver {
+        lifetimes_in(&inputs[0]).into_iter().next()
+    } else {
+        None
+    };
     let target = receiver_lt.or_else(|| {
         let all: Vec<Lifetime> = inputs.iter().flat_map(lifetimes_in).collect();
-        if all.len() == 1 { all.into_iter().next() } else { None }
+        if all.len() == 1 {
+            all.into_iter().next()
+        } else {
+            None
+        }
     });
     if let (Some(target), ReturnType::Type(_, ty)) = (target, &mut output) {
         FillElided(target).visit_type_mut(ty);
     }
-    PtrSig { bound: namer.bound, inputs, output }
+    PtrSig {
+        bound: namer.bound,
+        inputs,
+        output,
+    }
 }
 
 /// The slot and the registry entry shared by both expansions.
@@ -559,7 +588,8 @@ fn replace_self(ts: TokenStream2, replacement: &proc_macro2::Ident) -> TokenStre
         let tt = &tokens[i];
         match tt {
             TokenTree::Ident(id) if id == "self" => {
-                let is_path = matches!(tokens.get(i + 1), Some(TokenTree::Punct(p)) if p.as_char() == ':');
+                let is_path =
+                    matches!(tokens.get(i + 1), Some(TokenTree::Punct(p)) if p.as_char() == ':');
                 if is_path {
                     out.push(tt.clone());
                 } else {
@@ -593,7 +623,8 @@ fn replace_self(ts: TokenStream2, replacement: &proc_macro2::Ident) -> TokenStre
                 if keep {
                     out.push(tt.clone());
                 } else {
-                    let mut ng = proc_macro2::Group::new(delim, replace_self(g.stream(), replacement));
+                    let mut ng =
+                        proc_macro2::Group::new(delim, replace_self(g.stream(), replacement));
                     ng.set_span(g.span());
                     out.push(TokenTree::Group(ng));
                 }
@@ -631,7 +662,11 @@ fn expand_async(func: &ItemFn, args: &Args) -> TokenStream2 {
         ReturnType::Type(_, t) => (**t).clone(),
     };
     EraseLifetimes.visit_type_mut(&mut declared_ret);
-    let send = if args.not_send { quote!() } else { quote!(+ ::core::marker::Send) };
+    let send = if args.not_send {
+        quote!()
+    } else {
+        quote!(+ ::core::marker::Send)
+    };
     let fut = quote! {
         ::core::pin::Pin<::std::boxed::Box<dyn ::core::future::Future<Output = #ret> #send + '__hot>>
     };
@@ -651,16 +686,25 @@ fn expand_async(func: &ItemFn, args: &Args) -> TokenStream2 {
             }
             FnArg::Receiver(_) => self_ident.to_token_stream(),
             FnArg::Typed(pt) => match &*pt.pat {
-                Pat::Ident(PatIdent { mutability: Some(m), .. }) => quote!(#m #name),
+                Pat::Ident(PatIdent {
+                    mutability: Some(m),
+                    ..
+                }) => quote!(#m #name),
                 _ => name.clone(),
             },
         })
         .collect();
     let body = replace_self(func.block.to_token_stream(), &self_ident);
-    let rebinds_in: Vec<TokenStream2> =
-        rebinds.iter().map(|r| replace_self(r.clone(), &self_ident)).collect();
+    let rebinds_in: Vec<TokenStream2> = rebinds
+        .iter()
+        .map(|r| replace_self(r.clone(), &self_ident))
+        .collect();
     let statics = slot_and_entry(func, &low, quote!(::hot_runtime::__private::KIND_ASYNC));
-    let call_unsafe = if unsafety.is_some() { quote!(unsafe) } else { quote!() };
+    let call_unsafe = if unsafety.is_some() {
+        quote!(unsafe)
+    } else {
+        quote!()
+    };
     quote! {
         #(#attrs)*
         #[allow(unused_mut, clippy::all)]

@@ -71,12 +71,20 @@ fn main() {
     let f = unsafe { lib.get::<CFn>(b"labs\0") }.expect("labs");
     *LIB.write().unwrap() = Some(Reloadable { _lib: lib, f });
 
-    let names = ["direct", "#[hot]", "subsecond::HotFn::call", "RwLock + libloading::Symbol (labs)", "direct labs"];
+    let names = [
+        "direct",
+        "#[hot]",
+        "subsecond::HotFn::call",
+        "RwLock + libloading::Symbol (labs)",
+        "direct labs",
+    ];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     for _ in 0..ROUNDS {
         samples[0].push(time(direct_add));
         samples[1].push(time(hot_add));
-        samples[2].push(time(|x| subsecond::HotFn::current(subsecond_target).call((x,))));
+        samples[2].push(time(|x| {
+            subsecond::HotFn::current(subsecond_target).call((x,))
+        }));
         samples[3].push(time(|x| {
             let g = LIB.read().unwrap();
             // SAFETY: the symbol stays loaded while the guard is held.
@@ -86,7 +94,11 @@ fn main() {
         samples[4].push(time(|x| unsafe { labs(x as i64) as u64 }));
     }
     let med: Vec<f64> = samples.into_iter().map(median).collect();
-    let mode = if hot_runtime::is_hot() { "hot" } else { "plain" };
+    let mode = if hot_runtime::is_hot() {
+        "hot"
+    } else {
+        "plain"
+    };
     println!("call overhead, {mode} mode, median of {ROUNDS} rounds x {CALLS} calls");
     println!("| variant | ns/call | vs direct |");
     println!("|---|---:|---:|");
@@ -94,7 +106,11 @@ fn main() {
         let base = if n.contains("labs") { med[4] } else { med[0] };
         println!("| {n} | {m:.3} | {:+.3} ns |", m - base);
     }
-    println!("#[hot] overhead over direct: {:+.3} ns ({:.1} %)", med[1] - med[0], (med[1] / med[0] - 1.0) * 100.0);
+    println!(
+        "#[hot] overhead over direct: {:+.3} ns ({:.1} %)",
+        med[1] - med[0],
+        (med[1] / med[0] - 1.0) * 100.0
+    );
     let sub = med[2] - med[0];
     let hot = (med[1] - med[0]).max(0.001);
     println!("subsecond overhead / #[hot] overhead: {:.1}x", sub / hot);

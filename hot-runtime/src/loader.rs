@@ -33,7 +33,10 @@ pub static ANCHOR: u8 = 0;
 static INIT: extern "C" fn() = init;
 
 extern "C" fn init() {
-    let Some(fd) = std::env::var("HOT_RUNTIME_FD").ok().and_then(|v| v.parse::<i32>().ok()) else {
+    let Some(fd) = std::env::var("HOT_RUNTIME_FD")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    else {
         return;
     };
     let build_id = std::env::var("HOT_RUNTIME_BUILD_ID").unwrap_or_else(|_| "unknown".into());
@@ -107,8 +110,15 @@ struct Loaded {
     end: u64,
 }
 
-fn serve(stream: UnixStream, reservation: Result<(u64, u64), String>, build_id: String, patch_dir: Option<PathBuf>) {
-    let Ok(writer) = stream.try_clone() else { return };
+fn serve(
+    stream: UnixStream,
+    reservation: Result<(u64, u64), String>,
+    build_id: String,
+    patch_dir: Option<PathBuf>,
+) {
+    let Ok(writer) = stream.try_clone() else {
+        return;
+    };
     let _ = REPLIES.set(Mutex::new(writer));
     let (res_start, res_end) = match &reservation {
         Ok(r) => *r,
@@ -129,23 +139,44 @@ fn serve(stream: UnixStream, reservation: Result<(u64, u64), String>, build_id: 
     loop {
         line.clear();
         // Bounded read: a line longer than the limit is an error, not an unbounded allocation.
-        match (&mut reader).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line) {
+        match (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
             Ok(0) | Err(_) => return, // the tool is gone: keep running the last good code
             Ok(_) => {}
         }
         if line.last() != Some(&b'\n') {
-            reply(&Message::Failed { seq: 0, reason: "control message too long".into() });
+            reply(&Message::Failed {
+                seq: 0,
+                reason: "control message too long".into(),
+            });
             return;
         }
         let msg = match Message::parse(&line) {
             Ok(m) => m,
             Err(e) => {
-                reply(&Message::Failed { seq: 0, reason: e.to_string() });
+                reply(&Message::Failed {
+                    seq: 0,
+                    reason: e.to_string(),
+                });
                 continue;
             }
         };
-        let Message::Patch { seq, pid: to_pid, build_id: to_build, addr, len, path, fns } = msg else {
-            reply(&Message::Failed { seq: 0, reason: "unexpected message".into() });
+        let Message::Patch {
+            seq,
+            pid: to_pid,
+            build_id: to_build,
+            addr,
+            len,
+            path,
+            fns,
+        } = msg
+        else {
+            reply(&Message::Failed {
+                seq: 0,
+                reason: "unexpected message".into(),
+            });
             continue;
         };
         let result = (|| {
@@ -153,22 +184,33 @@ fn serve(stream: UnixStream, reservation: Result<(u64, u64), String>, build_id: 
                 return Err(format!("no address space reserved for patches: {e}"));
             }
             if to_pid != pid {
-                return Err(format!("patch is addressed to process {to_pid}, this is {pid}"));
+                return Err(format!(
+                    "patch is addressed to process {to_pid}, this is {pid}"
+                ));
             }
             if to_build != build_id {
-                return Err(format!("patch was built for build {to_build}, this program is build {build_id}"));
+                return Err(format!(
+                    "patch was built for build {to_build}, this program is build {build_id}"
+                ));
             }
             let path = check_path(&path, patch_dir.as_deref())?;
             check_range(addr, len, res_start, res_end, &loaded)?;
             sys::load(&path, addr, len)?;
-            loaded.push(Loaded { start: addr, end: addr + len });
+            loaded.push(Loaded {
+                start: addr,
+                end: addr + len,
+            });
             Ok(())
         })();
         match result {
             Err(reason) => reply(&Message::Failed { seq, reason }),
             Ok(()) => {
                 let (rebinds, early) = validate(&fns, addr, addr + len);
-                let p = Pending { seq, rebinds, early };
+                let p = Pending {
+                    seq,
+                    rebinds,
+                    early,
+                };
                 if MODE.load(Ordering::Acquire) == 1 {
                     PENDING.lock().unwrap_or_else(|p| p.into_inner()).push(p);
                     reply(&Message::Pending { seq });
@@ -184,24 +226,45 @@ fn check_path(path: &[u8], dir: Option<&Path>) -> Result<PathBuf, String> {
     use std::os::unix::ffi::OsStrExt;
     let path = PathBuf::from(std::ffi::OsStr::from_bytes(path));
     let dir = dir.ok_or("the program was started without a patch directory")?;
-    let canon = path.canonicalize().map_err(|e| format!("patch file {}: {e}", path.display()))?;
-    let dir = dir.canonicalize().map_err(|e| format!("patch directory {}: {e}", dir.display()))?;
+    let canon = path
+        .canonicalize()
+        .map_err(|e| format!("patch file {}: {e}", path.display()))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| format!("patch directory {}: {e}", dir.display()))?;
     if canon.parent() != Some(dir.as_path()) {
-        return Err(format!("patch file {} is outside the patch directory", path.display()));
+        return Err(format!(
+            "patch file {} is outside the patch directory",
+            path.display()
+        ));
     }
     Ok(canon)
 }
 
-fn check_range(addr: u64, len: u64, res_start: u64, res_end: u64, loaded: &[Loaded]) -> Result<(), String> {
-    let end = addr.checked_add(len).ok_or("patch address range overflows")?;
+fn check_range(
+    addr: u64,
+    len: u64,
+    res_start: u64,
+    res_end: u64,
+    loaded: &[Loaded],
+) -> Result<(), String> {
+    let end = addr
+        .checked_add(len)
+        .ok_or("patch address range overflows")?;
     if len == 0 || addr % 4096 != 0 || len % 4096 != 0 {
-        return Err(format!("patch range {addr:#x}+{len:#x} is not page-aligned"));
+        return Err(format!(
+            "patch range {addr:#x}+{len:#x} is not page-aligned"
+        ));
     }
     if addr < res_start || end > res_end {
-        return Err(format!("patch range {addr:#x}..{end:#x} is outside the reserved range {res_start:#x}..{res_end:#x}"));
+        return Err(format!(
+            "patch range {addr:#x}..{end:#x} is outside the reserved range {res_start:#x}..{res_end:#x}"
+        ));
     }
     if loaded.iter().any(|l| addr < l.end && l.start < end) {
-        return Err(format!("patch range {addr:#x}..{end:#x} is already taken by an earlier patch"));
+        return Err(format!(
+            "patch range {addr:#x}..{end:#x} is already taken by an earlier patch"
+        ));
     }
     Ok(())
 }

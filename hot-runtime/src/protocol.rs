@@ -79,11 +79,36 @@ pub struct FnRebind {
 /// A message on the control channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
-    Hello { pid: u32, build_id: String, base: u64, reserve_start: u64, reserve_end: u64, hot_fns: u64 },
-    Patch { seq: u64, pid: u32, build_id: String, addr: u64, len: u64, path: Vec<u8>, fns: Vec<FnRebind> },
-    Applied { seq: u64, generation: u64, rebound: u64, refused: Vec<(u64, Refusal)> },
-    Failed { seq: u64, reason: String },
-    Pending { seq: u64 },
+    Hello {
+        pid: u32,
+        build_id: String,
+        base: u64,
+        reserve_start: u64,
+        reserve_end: u64,
+        hot_fns: u64,
+    },
+    Patch {
+        seq: u64,
+        pid: u32,
+        build_id: String,
+        addr: u64,
+        len: u64,
+        path: Vec<u8>,
+        fns: Vec<FnRebind>,
+    },
+    Applied {
+        seq: u64,
+        generation: u64,
+        rebound: u64,
+        refused: Vec<(u64, Refusal)>,
+    },
+    Failed {
+        seq: u64,
+        reason: String,
+    },
+    Pending {
+        seq: u64,
+    },
 }
 
 /// A line that is not a valid message.
@@ -133,7 +158,9 @@ fn num(s: Option<&str>, what: &str) -> Result<u64, ProtocolError> {
 
 fn word<'a>(s: Option<&'a str>, what: &str) -> Result<&'a str, ProtocolError> {
     match s {
-        Some(w) if !w.is_empty() && w.len() <= 128 && w.bytes().all(|b| b.is_ascii_graphic()) => Ok(w),
+        Some(w) if !w.is_empty() && w.len() <= 128 && w.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(w)
+        }
         _ => err(format!("bad {what}")),
     }
 }
@@ -142,10 +169,25 @@ impl Message {
     /// The line for this message, without the trailing newline.
     pub fn encode(&self) -> String {
         match self {
-            Message::Hello { pid, build_id, base, reserve_start, reserve_end, hot_fns } => format!(
+            Message::Hello {
+                pid,
+                build_id,
+                base,
+                reserve_start,
+                reserve_end,
+                hot_fns,
+            } => format!(
                 "hello {pid:x} {build_id} {base:x} {reserve_start:x} {reserve_end:x} {hot_fns:x}"
             ),
-            Message::Patch { seq, pid, build_id, addr, len, path, fns } => {
+            Message::Patch {
+                seq,
+                pid,
+                build_id,
+                addr,
+                len,
+                path,
+                fns,
+            } => {
                 let mut s = format!(
                     "patch {seq:x} {pid:x} {build_id} {addr:x} {len:x} {}",
                     hex_encode(path)
@@ -155,14 +197,21 @@ impl Message {
                 }
                 s
             }
-            Message::Applied { seq, generation, rebound, refused } => {
+            Message::Applied {
+                seq,
+                generation,
+                rebound,
+                refused,
+            } => {
                 let mut s = format!("applied {seq:x} {generation:x} {rebound:x}");
                 for (e, r) in refused {
                     let _ = write!(s, " {e:x}:{}", r.code());
                 }
                 s
             }
-            Message::Failed { seq, reason } => format!("failed {seq:x} {}", hex_encode(reason.as_bytes())),
+            Message::Failed { seq, reason } => {
+                format!("failed {seq:x} {}", hex_encode(reason.as_bytes()))
+            }
             Message::Pending { seq } => format!("pending {seq:x}"),
         }
     }
@@ -178,7 +227,8 @@ impl Message {
         let kind = it.next().unwrap_or("");
         let msg = match kind {
             "hello" => Message::Hello {
-                pid: u32::try_from(num(it.next(), "pid")?).map_err(|_| ProtocolError("bad pid".into()))?,
+                pid: u32::try_from(num(it.next(), "pid")?)
+                    .map_err(|_| ProtocolError("bad pid".into()))?,
                 build_id: word(it.next(), "build id")?.to_string(),
                 base: num(it.next(), "base")?,
                 reserve_start: num(it.next(), "reservation start")?,
@@ -187,11 +237,15 @@ impl Message {
             },
             "patch" => {
                 let seq = num(it.next(), "sequence number")?;
-                let pid = u32::try_from(num(it.next(), "pid")?).map_err(|_| ProtocolError("bad pid".into()))?;
+                let pid = u32::try_from(num(it.next(), "pid")?)
+                    .map_err(|_| ProtocolError("bad pid".into()))?;
                 let build_id = word(it.next(), "build id")?.to_string();
                 let addr = num(it.next(), "address")?;
                 let len = num(it.next(), "length")?;
-                let path = hex_decode(it.next().ok_or_else(|| ProtocolError("missing path".into()))?)?;
+                let path = hex_decode(
+                    it.next()
+                        .ok_or_else(|| ProtocolError("missing path".into()))?,
+                )?;
                 if path.is_empty() {
                     return err("empty path");
                 }
@@ -207,9 +261,21 @@ impl Message {
                     if p.next().is_some() {
                         return err("bad function triple");
                     }
-                    fns.push(FnRebind { host_entry, patch_entry, target });
+                    fns.push(FnRebind {
+                        host_entry,
+                        patch_entry,
+                        target,
+                    });
                 }
-                Message::Patch { seq, pid, build_id, addr, len, path, fns }
+                Message::Patch {
+                    seq,
+                    pid,
+                    build_id,
+                    addr,
+                    len,
+                    path,
+                    fns,
+                }
             }
             "applied" => {
                 let seq = num(it.next(), "sequence number")?;
@@ -220,19 +286,37 @@ impl Message {
                     if refused.len() >= MAX_FNS {
                         return err("too many refusals");
                     }
-                    let (e, r) = f.split_once(':').ok_or_else(|| ProtocolError("bad refusal".into()))?;
-                    let r = Refusal::from_code(r).ok_or_else(|| ProtocolError("unknown refusal".into()))?;
+                    let (e, r) = f
+                        .split_once(':')
+                        .ok_or_else(|| ProtocolError("bad refusal".into()))?;
+                    let r = Refusal::from_code(r)
+                        .ok_or_else(|| ProtocolError("unknown refusal".into()))?;
                     refused.push((num(Some(e), "entry")?, r));
                 }
-                Message::Applied { seq, generation, rebound, refused }
+                Message::Applied {
+                    seq,
+                    generation,
+                    rebound,
+                    refused,
+                }
             }
             "failed" => {
                 let seq = num(it.next(), "sequence number")?;
                 let reason = hex_decode(it.next().unwrap_or(""))?;
-                Message::Failed { seq, reason: String::from_utf8_lossy(&reason).into_owned() }
+                Message::Failed {
+                    seq,
+                    reason: String::from_utf8_lossy(&reason).into_owned(),
+                }
             }
-            "pending" => Message::Pending { seq: num(it.next(), "sequence number")? },
-            _ => return err(format!("unknown message kind {:?}", kind.chars().take(16).collect::<String>())),
+            "pending" => Message::Pending {
+                seq: num(it.next(), "sequence number")?,
+            },
+            _ => {
+                return err(format!(
+                    "unknown message kind {:?}",
+                    kind.chars().take(16).collect::<String>()
+                ));
+            }
         };
         if it.next().is_some() {
             return err("trailing fields");
@@ -267,10 +351,22 @@ mod tests {
             addr: 0x1000,
             len: 0x2000,
             path: b"/tmp/x y/patch-1.so".to_vec(),
-            fns: vec![FnRebind { host_entry: 1, patch_entry: 2, target: 3 }],
+            fns: vec![FnRebind {
+                host_entry: 1,
+                patch_entry: 2,
+                target: 3,
+            }],
         });
-        round_trip(Message::Applied { seq: 1, generation: 2, rebound: 3, refused: vec![(9, Refusal::FingerprintDiffers)] });
-        round_trip(Message::Failed { seq: 1, reason: "dlopen: no such file".into() });
+        round_trip(Message::Applied {
+            seq: 1,
+            generation: 2,
+            rebound: 3,
+            refused: vec![(9, Refusal::FingerprintDiffers)],
+        });
+        round_trip(Message::Failed {
+            seq: 1,
+            reason: "dlopen: no such file".into(),
+        });
         round_trip(Message::Pending { seq: 5 });
     }
 
@@ -291,7 +387,11 @@ mod tests {
             b"hello 1 id 2 3 4 5 6",
             b"patch 1 100000000 id 3 4 41",
         ] {
-            assert!(Message::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                Message::parse(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         assert!(Message::parse(&vec![b'a'; MAX_LINE + 1]).is_err());
     }

@@ -57,7 +57,15 @@ impl Entry {
         file: &'static str,
         line: u32,
     ) -> Self {
-        Entry { fingerprint, kind, line, slot, name, file, anchor: &crate::loader::ANCHOR }
+        Entry {
+            fingerprint,
+            kind,
+            line,
+            slot,
+            name,
+            file,
+            anchor: &crate::loader::ANCHOR,
+        }
     }
     /// `module::path::fn_name` (methods show their module, not their type).
     pub fn name(&self) -> &'static str {
@@ -140,7 +148,9 @@ pub fn find(name: &str) -> Option<&'static Entry> {
 }
 
 pub(crate) fn entry_at(addr: usize) -> Option<&'static Entry> {
-    all_entries().iter().find(|e| std::ptr::from_ref::<Entry>(e) as usize == addr && e.kind != u32::MAX)
+    all_entries()
+        .iter()
+        .find(|e| std::ptr::from_ref::<Entry>(e) as usize == addr && e.kind != u32::MAX)
 }
 
 /// One function of a patch.
@@ -186,7 +196,12 @@ type Callback = Arc<dyn Fn(&PatchReport) + Send + Sync>;
 
 fn state() -> &'static Mutex<State> {
     static S: OnceLock<Mutex<State>> = OnceLock::new();
-    S.get_or_init(|| Mutex::new(State { copies: HashMap::new(), callbacks: Vec::new() }))
+    S.get_or_init(|| {
+        Mutex::new(State {
+            copies: HashMap::new(),
+            callbacks: Vec::new(),
+        })
+    })
 }
 
 fn lock() -> std::sync::MutexGuard<'static, State> {
@@ -264,7 +279,9 @@ pub unsafe fn apply(rebinds: &[Rebind]) -> PatchReport {
 /// As for [`apply`]: no caller may depend on the patched behaviour afterwards.
 pub unsafe fn reset(id: FnId) -> bool {
     let mut st = lock();
-    let Some(entry) = entry_at(id.0) else { return false };
+    let Some(entry) = entry_at(id.0) else {
+        return false;
+    };
     entry.slot.set(std::ptr::null());
     // Older patch copies keep their slots cleared and run their own bodies; only tests that
     // never loaded a patch call this.

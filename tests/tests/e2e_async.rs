@@ -21,7 +21,10 @@ fn async_code_on_tokio_is_patched_in_place() {
     hot.edit("src/main.rs", "\"v\": \"v1\"", "\"v\": \"v2\"");
     let l = hot.wait_out(m, "\"v\":\"v2\"", 120);
     assert_eq!(pid_of(&l), pid);
-    assert!(field(&l, "\"calls\":") > field(&first, "\"calls\":"), "the host's static kept counting: {first} -> {l}");
+    assert!(
+        field(&l, "\"calls\":") > field(&first, "\"calls\":"),
+        "the host's static kept counting: {first} -> {l}"
+    );
     hot.wait_out(m, "channel doubled=63", 10);
     hot.wait_out(m, "traced v2", 10);
     hot.wait_err(m, "Patched", 5);

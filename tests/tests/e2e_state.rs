@@ -22,9 +22,17 @@ fn state_survives_successive_patches_and_refusals_keep_old_code() {
     hot.wait_err(m, "Patched tick", 5);
     assert_eq!(pid_of(&l2), pid, "patched in the same process");
     for k in ["a", "b", "c", "d", "e"] {
-        assert!(field(&l2, k) > field(&first, k), "{k} kept counting: {first} -> {l2}");
+        assert!(
+            field(&l2, k) > field(&first, k),
+            "{k} kept counting: {first} -> {l2}"
+        );
     }
-    assert!(field(&l2, "b") > 100 && field(&l2, "c") > 1000 && field(&l2, "d") > 10_000 && field(&l2, "e") > 20_000);
+    assert!(
+        field(&l2, "b") > 100
+            && field(&l2, "c") > 1000
+            && field(&l2, "d") > 10_000
+            && field(&l2, "e") > 20_000
+    );
 
     // 2. New fn, new static (starts at its initializer), new trait impl, log through the host's logger.
     let m = hot.mark();
@@ -46,11 +54,18 @@ fn state_survives_successive_patches_and_refusals_keep_old_code() {
     assert!(field(&l3, "n") >= 500 && field(&l3, "n") < 600, "{l3}");
     assert!(l3.contains("t=thing9"), "{l3}");
     let log = hot.wait_out(m, "hello from v3", 10);
-    assert!(log.starts_with("LOG#"), "went through the host's logger: {log}");
+    assert!(
+        log.starts_with("LOG#"),
+        "went through the host's logger: {log}"
+    );
 
     // 3. A panic in patched code is caught by the host's catch_unwind and reported by its hook.
     let m = hot.mark();
-    hot.edit(FILE, "    n + 1\n", "    if n > 0 {\n        panic!(\"boom from patched code\");\n    }\n    n + 2\n");
+    hot.edit(
+        FILE,
+        "    n + 1\n",
+        "    if n > 0 {\n        panic!(\"boom from patched code\");\n    }\n    n + 2\n",
+    );
     hot.wait_out(m, "HOOK caught", 60);
     hot.wait_out(m, "boom from patched code", 5);
     hot.wait_out(m, "risky panicked", 10);
@@ -73,10 +88,18 @@ fn state_survives_successive_patches_and_refusals_keep_old_code() {
 
     // 5. A hot fn's signature change is refused (--no-restart), naming the function.
     let m = hot.mark();
-    hot.edit(FILE, "fn risky(n: u64) -> u64 {", "fn risky(n: u64) -> u32 {");
+    hot.edit(
+        FILE,
+        "fn risky(n: u64) -> u64 {",
+        "fn risky(n: u64) -> u32 {",
+    );
     let refused = hot.wait_err(m, "Refused", 60);
     assert!(refused.contains("risky"), "{refused}");
-    hot.edit(FILE, "fn risky(n: u64) -> u32 {", "fn risky(n: u64) -> u64 {");
+    hot.edit(
+        FILE,
+        "fn risky(n: u64) -> u32 {",
+        "fn risky(n: u64) -> u64 {",
+    );
 
     // 6. A compile error shows rustc's diagnostic and keeps the old code; the fix patches.
     let m = hot.mark();
@@ -101,12 +124,19 @@ fn a_struct_change_restarts_the_program() {
     let m = hot.mark();
     let first = hot.wait_out(m, "v1 a=", 600);
     let m = hot.mark();
-    hot.edit(FILE, "pub struct Thing(pub u32);", "pub struct Thing(pub u32, pub u8);");
+    hot.edit(
+        FILE,
+        "pub struct Thing(pub u32);",
+        "pub struct Thing(pub u32, pub u8);",
+    );
     let msg = hot.wait_err(m, "Restarting", 60);
     assert!(msg.contains("struct Thing"), "{msg}");
     hot.wait_err(m, "Watching", 120);
     let again = hot.wait_out(hot.mark(), "v1 a=", 10);
     assert_ne!(pid_of(&again), pid_of(&first), "a new process");
-    assert!(field(&again, "a") < 10, "a fresh start: state is reset by a restart: {again}");
+    assert!(
+        field(&again, "a") < 10,
+        "a fresh start: state is reset by a restart: {again}"
+    );
     hot.stop();
 }

@@ -21,7 +21,8 @@ fn build_hello(target: &str, hot: bool) -> Vec<u8> {
 }
 
 fn symbols(bin: &[u8]) -> String {
-    let path = std::env::temp_dir().join(format!("plain-mode-{}-{}", std::process::id(), bin.len()));
+    let path =
+        std::env::temp_dir().join(format!("plain-mode-{}-{}", std::process::id(), bin.len()));
     std::fs::write(&path, bin).unwrap();
     let out = Command::new("nm").arg("-C").arg(&path).output().unwrap();
     let _ = std::fs::remove_file(&path);
@@ -38,13 +39,28 @@ fn plain_build_links_nothing_of_the_runtime_and_hot_build_does() {
     let plain = build_hello("e2e-plain", false);
     let hot = build_hello("e2e-hotmode", true);
     let (ps, hs) = (symbols(&plain), symbols(&hot));
-    for needle in ["hot_runtime::loader", "hot_runtime::table", "__start_hot_runtime_fns", "__HOT_SLOT", "__HOT_ENTRY", "dlopen"] {
+    for needle in [
+        "hot_runtime::loader",
+        "hot_runtime::table",
+        "__start_hot_runtime_fns",
+        "__HOT_SLOT",
+        "__HOT_ENTRY",
+        "dlopen",
+    ] {
         assert!(!ps.contains(needle), "plain build links {needle}");
     }
-    assert!(!contains(&plain, "HOT_RUNTIME_FD"), "plain build mentions HOT_RUNTIME_FD");
+    assert!(
+        !contains(&plain, "HOT_RUNTIME_FD"),
+        "plain build mentions HOT_RUNTIME_FD"
+    );
     assert!(!contains(&plain, "HOT_RUNTIME_PATCH_DIR"));
     // The same checks find everything in the hot build, so they are not vacuous.
-    for needle in ["hot_runtime::loader", "hot_runtime::table", "__HOT_SLOT", "__HOT_ENTRY"] {
+    for needle in [
+        "hot_runtime::loader",
+        "hot_runtime::table",
+        "__HOT_SLOT",
+        "__HOT_ENTRY",
+    ] {
         assert!(hs.contains(needle), "hot build lacks {needle}");
     }
     assert!(contains(&hot, "HOT_RUNTIME_FD"));

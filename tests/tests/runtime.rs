@@ -129,7 +129,11 @@ fn registry_lists_every_hot_fn_even_if_never_called() {
     ] {
         let e = entry(name);
         assert_eq!(e.name(), format!("runtime::{name}"));
-        assert!(e.location().0.ends_with("runtime.rs"), "{name}: {:?}", e.location());
+        assert!(
+            e.location().0.ends_with("runtime.rs"),
+            "{name}: {:?}",
+            e.location()
+        );
     }
     // The entry's line is the fn's (the attribute is on the line before it).
     let (_, line) = entry("never_called").location();
@@ -139,16 +143,24 @@ fn registry_lists_every_hot_fn_even_if_never_called() {
     );
 
     // Methods are named by their module, not their type: both `describe` impls are there.
-    let describes = hot_runtime::registry().filter(|e| e.name() == "runtime::describe").count();
+    let describes = hot_runtime::registry()
+        .filter(|e| e.name() == "runtime::describe")
+        .count();
     assert_eq!(describes, 2);
 
     // No sentinel or blank entries, every entry once.
     let all: Vec<&'static Entry> = hot_runtime::registry().collect();
-    assert!(all.iter().all(|e| !e.name().is_empty() && (e.kind == KIND_SYNC || e.kind == KIND_ASYNC)));
+    assert!(
+        all.iter()
+            .all(|e| !e.name().is_empty() && (e.kind == KIND_SYNC || e.kind == KIND_ASYNC))
+    );
     let ids: HashSet<FnId> = all.iter().map(|e| e.id()).collect();
     assert_eq!(ids.len(), all.len());
     // Every hot fn of this file is registered: one entry per attribute line.
-    let here = all.iter().filter(|e| e.location().0.ends_with("runtime.rs")).count();
+    let here = all
+        .iter()
+        .filter(|e| e.location().0.ends_with("runtime.rs"))
+        .count();
     let expected = include_str!("runtime.rs")
         .lines()
         .filter(|l| matches!(l.trim(), "#[hot]" | "#[hot_runtime::hot]"))
@@ -157,8 +169,14 @@ fn registry_lists_every_hot_fn_even_if_never_called() {
     assert_eq!(here, expected);
 
     assert!(hot_runtime::find("runtime::no_such_fn").is_none());
-    assert!(hot_runtime::find("never_called").is_none(), "names are full module paths");
-    assert!(hot_runtime::find("").is_none(), "the sentinel is not a hot fn");
+    assert!(
+        hot_runtime::find("never_called").is_none(),
+        "names are full module paths"
+    );
+    assert!(
+        hot_runtime::find("").is_none(),
+        "the sentinel is not a hot fn"
+    );
     assert!(hot_runtime::is_hot());
 }
 
@@ -170,8 +188,14 @@ fn kinds_and_fingerprints() {
     assert_eq!(entry("widget_async_method").kind, KIND_ASYNC);
 
     // Same signature, different argument names: same fingerprint.
-    assert_eq!(entry("never_called").fingerprint(), entry("renamed_args").fingerprint());
-    assert_eq!(entry("never_called").fingerprint(), entry("ab_b").fingerprint());
+    assert_eq!(
+        entry("never_called").fingerprint(),
+        entry("renamed_args").fingerprint()
+    );
+    assert_eq!(
+        entry("never_called").fingerprint(),
+        entry("ab_b").fingerprint()
+    );
     // Different signatures: different fingerprints.
     let fps = [
         entry("never_called").fingerprint(),
@@ -274,7 +298,10 @@ fn wrong_fingerprint_is_refused_and_old_body_keeps_running() {
     other.fingerprint = entry("fp_other_sig").fingerprint();
     assert_ne!(other.fingerprint, entry("fp_host").fingerprint());
     let report = apply(&[other]);
-    assert_eq!(report.refused, vec![(other.id, Refusal::FingerprintDiffers)]);
+    assert_eq!(
+        report.refused,
+        vec![(other.id, Refusal::FingerprintDiffers)]
+    );
     assert_eq!(fp_host(1), 3);
 
     // sync vs async.
@@ -322,9 +349,18 @@ fn unknown_function_is_refused() {
 
     // One patch with a good and a bad function: the good one is rebound, the bad one reported,
     // and it is one generation.
-    let report = apply(&[Rebind { id: FnId(0x1234), ..good }, good]);
+    let report = apply(&[
+        Rebind {
+            id: FnId(0x1234),
+            ..good
+        },
+        good,
+    ]);
     assert_eq!(report.rebound, vec!["runtime::uk_host"]);
-    assert_eq!(report.refused, vec![(FnId(0x1234), Refusal::UnknownFunction)]);
+    assert_eq!(
+        report.refused,
+        vec![(FnId(0x1234), Refusal::UnknownFunction)]
+    );
     assert_eq!(report.generation, g0 + 1);
     assert_eq!(hot_runtime::generation(), g0 + 1);
     assert_eq!(uk_host(1), 301);
@@ -396,16 +432,26 @@ fn older_copies_are_redirected_to_the_newest() {
     let _t = table_lock();
     // Patch 1: the host runs v1; v1 plays the patch's copy, with its own slot.
     let v1 = entry("os_v1");
-    let report = apply(&[Rebind { own_slot: Some(v1.slot), ..rebind("os_host", os_v1) }]);
+    let report = apply(&[Rebind {
+        own_slot: Some(v1.slot),
+        ..rebind("os_host", os_v1)
+    }]);
     assert_eq!(report.rebound, vec!["runtime::os_host"]);
     assert_eq!(os_host(0), 50);
     assert_eq!(os_v1(0), 50, "the newest copy runs its own body");
 
     // Patch 2: the host and the older copy both reach v2.
     let v2 = entry("os_v2");
-    apply(&[Rebind { own_slot: Some(v2.slot), ..rebind("os_host", os_v2) }]);
+    apply(&[Rebind {
+        own_slot: Some(v2.slot),
+        ..rebind("os_host", os_v2)
+    }]);
     assert_eq!(os_host(0), 500);
-    assert_eq!(os_v1(0), 500, "code still running in patch 1 reaches patch 2");
+    assert_eq!(
+        os_v1(0),
+        500,
+        "code still running in patch 1 reaches patch 2"
+    );
     assert_eq!(os_v2(0), 500);
 
     // Reset clears the host and every older copy.
@@ -432,9 +478,13 @@ fn on_patch_callbacks_run_with_the_report() {
     let seen: Arc<Mutex<Vec<(u64, Vec<&'static str>, usize, u32)>>> = Arc::default();
     let s = seen.clone();
     hot_runtime::on_patch(move |r: &PatchReport| {
-        if r.rebound.contains(&"runtime::cb_a") || r.refused.iter().any(|(id, _)| *id == entry("cb_a").id()) {
+        if r.rebound.contains(&"runtime::cb_a")
+            || r.refused.iter().any(|(id, _)| *id == entry("cb_a").id())
+        {
             // The callback runs after the rebind: the new code is already in place.
-            s.lock().unwrap().push((r.generation, r.rebound.clone(), r.refused.len(), cb_a(0)));
+            s.lock()
+                .unwrap()
+                .push((r.generation, r.rebound.clone(), r.refused.len(), cb_a(0)));
         }
     });
     let calls_before = Arc::new(AtomicUsize::new(0));
@@ -446,7 +496,10 @@ fn on_patch_callbacks_run_with_the_report() {
     let report = apply(&[rebind("cb_a", cb_b)]);
     {
         let seen = seen.lock().unwrap();
-        assert_eq!(*seen, vec![(report.generation, vec!["runtime::cb_a"], 0, 600)]);
+        assert_eq!(
+            *seen,
+            vec![(report.generation, vec!["runtime::cb_a"], 0, 600)]
+        );
     }
     assert_eq!(calls_before.load(Ordering::SeqCst), 1);
 
@@ -455,7 +508,10 @@ fn on_patch_callbacks_run_with_the_report() {
     bad.fingerprint ^= 1;
     let report2 = apply(&[bad]);
     assert_eq!(report2.generation, report.generation);
-    assert_eq!(seen.lock().unwrap().last().unwrap(), &(report.generation, vec![], 1, 600));
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap(),
+        &(report.generation, vec![], 1, 600)
+    );
     assert_eq!(calls_before.load(Ordering::SeqCst), 2);
 
     assert!(reset("cb_a"));
@@ -491,7 +547,11 @@ fn on_patch_can_register_from_inside_a_callback() {
     });
     apply(&[rebind("nest_a", nest_b)]);
     assert!(registered.load(Ordering::SeqCst));
-    assert_eq!(inner_calls.load(Ordering::SeqCst), 0, "registered during this patch");
+    assert_eq!(
+        inner_calls.load(Ordering::SeqCst),
+        0,
+        "registered during this patch"
+    );
     apply(&[rebind("nest_a", nest_b)]);
     assert_eq!(inner_calls.load(Ordering::SeqCst), 1);
     assert!(reset("nest_a"));
@@ -529,11 +589,19 @@ fn a_panicking_callback_does_not_disable_patching_or_other_callbacks() {
     assert!(first.is_ok(), "a callback's panic escaped from apply");
     assert_eq!(panic_a(0), 800);
     assert_eq!(hot_runtime::generation(), g0 + 1);
-    assert_eq!(later.load(Ordering::SeqCst), 1, "the callback after the panicking one ran");
+    assert_eq!(
+        later.load(Ordering::SeqCst),
+        1,
+        "the callback after the panicking one ran"
+    );
 
     let second = std::panic::catch_unwind(|| apply(&[rebind("panic_a", panic_b)]));
     assert!(second.is_ok());
-    assert_eq!(later.load(Ordering::SeqCst), 2, "callbacks are still registered");
+    assert_eq!(
+        later.load(Ordering::SeqCst),
+        2,
+        "callbacks are still registered"
+    );
     assert_eq!(hot_runtime::generation(), g0 + 2);
     assert!(reset("panic_a"));
     assert_eq!(panic_a(0), 8);
@@ -576,7 +644,11 @@ fn rebinding_while_eight_threads_call() {
                 while !stop.load(Ordering::Relaxed) {
                     x = x.wrapping_add(1);
                     let r = cc_a(x);
-                    let expect = [x.wrapping_mul(2).wrapping_add(1), x.wrapping_mul(3).wrapping_add(7), x.wrapping_mul(5).wrapping_add(11)];
+                    let expect = [
+                        x.wrapping_mul(2).wrapping_add(1),
+                        x.wrapping_mul(3).wrapping_add(7),
+                        x.wrapping_mul(5).wrapping_add(11),
+                    ];
                     match expect.iter().position(|&e| e == r) {
                         Some(i) => seen[i] += 1,
                         None => {
@@ -624,13 +696,22 @@ fn rebinding_while_eight_threads_call() {
         }
     }
     let elapsed = t0.elapsed();
-    assert_eq!(bad.load(Ordering::Relaxed), 0, "a call returned something no complete body returns");
+    assert_eq!(
+        bad.load(Ordering::Relaxed),
+        0,
+        "a call returned something no complete body returns"
+    );
     assert_eq!(hot_runtime::generation(), g0 + applied);
     assert_eq!(cc_a(1), 3);
     assert!(total > 0);
-    assert!(seen.iter().filter(|&&n| n > 0).count() >= 2, "the callers never saw a rebind: {seen:?}");
+    assert!(
+        seen.iter().filter(|&&n| n > 0).count() >= 2,
+        "the callers never saw a rebind: {seen:?}"
+    );
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
-    eprintln!("{total} calls during {REBINDS} rebinds in {elapsed:?}: a/b/c bodies ran {seen:?} times");
+    eprintln!(
+        "{total} calls during {REBINDS} rebinds in {elapsed:?}: a/b/c bodies ran {seen:?} times"
+    );
 }
 
 #[hot]
@@ -682,7 +763,11 @@ fn every_patch_reaches_on_patch_even_when_patches_race() {
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!(*counts.lock().unwrap(), [PER_THREAD; 4], "some patches never reached on_patch");
+    assert_eq!(
+        *counts.lock().unwrap(),
+        [PER_THREAD; 4],
+        "some patches never reached on_patch"
+    );
     for n in names {
         assert!(reset(n));
     }

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use object::elf;
 use object::write::{self, SectionId, StandardSegment, SymbolId};
 use object::{
-    Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionFlags, SectionKind,
-    SymbolFlags, SymbolKind, SymbolScope,
+    Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionFlags,
+    SectionKind, SymbolFlags, SymbolKind, SymbolScope,
 };
 
 use super::{LinkedPatch, PatchFn, Refused};
@@ -60,12 +60,18 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
     let files: Vec<object::File> = datas
         .iter()
         .zip(job.objects)
-        .map(|(d, p)| object::File::parse(&**d).map_err(|e| Refused(format!("parsing {}: {e}", p.display()))))
+        .map(|(d, p)| {
+            object::File::parse(&**d).map_err(|e| Refused(format!("parsing {}: {e}", p.display())))
+        })
         .collect::<Result<_, _>>()?;
 
     // ld maps the ELF headers one page below the lowest section, which is the anchor.
     let anchor_addr = job.addr + 0x1000;
-    let mut out = write::Object::new(object::BinaryFormat::Elf, object::Architecture::X86_64, object::Endianness::Little);
+    let mut out = write::Object::new(
+        object::BinaryFormat::Elf,
+        object::Architecture::X86_64,
+        object::Endianness::Little,
+    );
     let anchor = out.add_section(Vec::new(), ANCHOR.to_vec(), SectionKind::Text);
     out.append_section_data(anchor, &[0xcc], 16);
     let note = out.add_section(Vec::new(), b".note.GNU-stack".to_vec(), SectionKind::Other);
@@ -95,7 +101,9 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
         let mut tls_sections: HashSet<object::SectionIndex> = HashSet::new();
         for s in file.sections() {
             let name = s.name().unwrap_or("");
-            let SectionFlags::Elf { sh_flags } = s.flags() else { continue };
+            let SectionFlags::Elf { sh_flags } = s.flags() else {
+                continue;
+            };
             if sh_flags & u64::from(elf::SHF_ALLOC) == 0 {
                 continue;
             }
@@ -103,7 +111,11 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                 tls_sections.insert(s.index());
                 continue;
             }
-            if name.starts_with(".init_array") || name.starts_with(".fini_array") || name.starts_with(".ctors") || name.starts_with(".dtors") {
+            if name.starts_with(".init_array")
+                || name.starts_with(".fini_array")
+                || name.starts_with(".ctors")
+                || name.starts_with(".dtors")
+            {
                 return refuse(format!(
                     "the patch contains a static constructor (`{name}`, e.g. from `ctor`, `inventory` or `linkme`); it would run again on load — restart instead"
                 ));
@@ -113,20 +125,30 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
             if s.kind() == SectionKind::UninitializedData {
                 out.append_section_bss(id, s.size(), align);
             } else {
-                let data = s.data().map_err(|e| Refused(format!("section {name}: {e}")))?;
+                let data = s
+                    .data()
+                    .map_err(|e| Refused(format!("section {name}: {e}")))?;
                 out.set_section_data(id, data.to_vec(), align);
             }
             // COMDAT groups are not carried over (one object, first definition wins).
-            out.section_mut(id).flags = SectionFlags::Elf { sh_flags: sh_flags & !u64::from(elf::SHF_GROUP) };
+            out.section_mut(id).flags = SectionFlags::Elf {
+                sh_flags: sh_flags & !u64::from(elf::SHF_GROUP),
+            };
             sec_map.insert(s.index(), id);
         }
 
         // Named symbols per section, to map `section symbol + addend` to a named static.
-        let mut named_in: HashMap<object::SectionIndex, Vec<(u64, u64, object::SymbolIndex)>> = HashMap::new();
+        let mut named_in: HashMap<object::SectionIndex, Vec<(u64, u64, object::SymbolIndex)>> =
+            HashMap::new();
         for s in file.symbols() {
-            if let (Some(si), SymbolKind::Data | SymbolKind::Tls | SymbolKind::Unknown) = (s.section_index(), s.kind()) {
+            if let (Some(si), SymbolKind::Data | SymbolKind::Tls | SymbolKind::Unknown) =
+                (s.section_index(), s.kind())
+            {
                 if !s.name().unwrap_or("").is_empty() {
-                    named_in.entry(si).or_default().push((s.address(), s.size(), s.index()));
+                    named_in
+                        .entry(si)
+                        .or_default()
+                        .push((s.address(), s.size(), s.index()));
                 }
             }
         }
@@ -166,14 +188,27 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                         demangle(name)
                     ));
                 }
-                let id = resolve_undefined(&mut out, &mut by_name, job, anchor, anchor_addr, name, s.is_weak(), &defined_in_patch)?;
-                if defined_in_patch.contains(name) && out.symbol(id).section == write::SymbolSection::Undefined {
+                let id = resolve_undefined(
+                    &mut out,
+                    &mut by_name,
+                    job,
+                    anchor,
+                    anchor_addr,
+                    name,
+                    s.is_weak(),
+                    &defined_in_patch,
+                )?;
+                if defined_in_patch.contains(name)
+                    && out.symbol(id).section == write::SymbolSection::Undefined
+                {
                     placeholders.insert(id);
                 }
                 sym_map.insert(s.index(), id);
                 continue;
             }
-            let Some(si) = s.section_index() else { continue };
+            let Some(si) = s.section_index() else {
+                continue;
+            };
             if tls_sections.contains(&si) {
                 match job.host.lookup(name).map_err(Refused)? {
                     Some(h) if h.place == Place::Tls => {
@@ -188,13 +223,21 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                 }
                 continue;
             }
-            let Some(&out_sec) = sec_map.get(&si) else { continue };
-            let section = file.section_by_index(si).map_err(|e| Refused(e.to_string()))?;
+            let Some(&out_sec) = sec_map.get(&si) else {
+                continue;
+            };
+            let section = file
+                .section_by_index(si)
+                .map_err(|e| Refused(e.to_string()))?;
             let sec_name = section.name().unwrap_or("");
             let dem = demangle(name);
             if let Some(parent) = dem.strip_suffix(ENTRY_SUFFIX) {
                 let off = (s.address() - section.address()) as usize;
-                let bytes = section.data().ok().and_then(|d| d.get(off..off + 12)).ok_or_else(|| Refused(format!("malformed registry entry {dem}")))?;
+                let bytes = section
+                    .data()
+                    .ok()
+                    .and_then(|d| d.get(off..off + 12))
+                    .ok_or_else(|| Refused(format!("malformed registry entry {dem}")))?;
                 entries.push(EntrySym {
                     parent: parent.to_string(),
                     mangled: name.to_string(),
@@ -215,17 +258,35 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                             s.size()
                         ));
                     }
-                    let id = host_symbol(&mut out, &mut by_name, anchor, anchor_addr, name, job.base.wrapping_add(h.value), SymbolKind::Data);
+                    let id = host_symbol(
+                        &mut out,
+                        &mut by_name,
+                        anchor,
+                        anchor_addr,
+                        name,
+                        job.base.wrapping_add(h.value),
+                        SymbolKind::Data,
+                    );
                     if placeholders.remove(&id) {
                         // An earlier object referenced it before this definition was seen.
-                        *out.symbol_mut(id) = anchored(anchor, anchor_addr, name, job.base.wrapping_add(h.value), SymbolKind::Data);
+                        *out.symbol_mut(id) = anchored(
+                            anchor,
+                            anchor_addr,
+                            name,
+                            job.base.wrapping_add(h.value),
+                            SymbolKind::Data,
+                        );
                     }
                     sym_map.insert(s.index(), id);
                     redirected_statics += 1;
                     continue;
                 }
             }
-            let scope = if s.is_global() { SymbolScope::Linkage } else { SymbolScope::Compilation };
+            let scope = if s.is_global() {
+                SymbolScope::Linkage
+            } else {
+                SymbolScope::Compilation
+            };
             let sym = write::Symbol {
                 name: name.as_bytes().to_vec(),
                 value: s.address() - section.address(),
@@ -259,15 +320,22 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
 
         // --- relocations ------------------------------------------------------------------
         for s in file.sections() {
-            let Some(&out_sec) = sec_map.get(&s.index()) else { continue };
+            let Some(&out_sec) = sec_map.get(&s.index()) else {
+                continue;
+            };
             for (offset, rel) in s.relocations() {
                 let RelocationFlags::Elf { r_type } = rel.flags() else {
                     return refuse("non-ELF relocation");
                 };
                 let RelocationTarget::Symbol(tsym) = rel.target() else {
-                    return refuse(format!("unsupported relocation target in {}", s.name().unwrap_or("?")));
+                    return refuse(format!(
+                        "unsupported relocation target in {}",
+                        s.name().unwrap_or("?")
+                    ));
                 };
-                let target = file.symbol_by_index(tsym).map_err(|e| Refused(e.to_string()))?;
+                let target = file
+                    .symbol_by_index(tsym)
+                    .map_err(|e| Refused(e.to_string()))?;
                 let addend = rel.addend();
                 match r_type {
                     elf::R_X86_64_TPOFF32 => {
@@ -276,15 +344,24 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                             None => {
                                 // Section symbol of a TLS section: find the named TLS symbol.
                                 let (sym_idx, delta) = covering(&named_in, &target, addend, 0)
-                                    .ok_or_else(|| Refused("TLS relocation without a named thread-local".into()))?;
-                                let v = tpoff.get(&sym_idx).ok_or_else(|| Refused("TLS relocation to an unknown thread-local".into()))?;
+                                    .ok_or_else(|| {
+                                        Refused(
+                                            "TLS relocation without a named thread-local".into(),
+                                        )
+                                    })?;
+                                let v = tpoff.get(&sym_idx).ok_or_else(|| {
+                                    Refused("TLS relocation to an unknown thread-local".into())
+                                })?;
                                 *v + delta
                             }
                         };
-                        let value = i32::try_from(base_off).map_err(|_| Refused("thread-local offset out of range".into()))?;
+                        let value = i32::try_from(base_off)
+                            .map_err(|_| Refused("thread-local offset out of range".into()))?;
                         let data = out.section_mut(out_sec).data_mut();
                         let o = offset as usize;
-                        data.get_mut(o..o + 4).ok_or_else(|| Refused("relocation outside its section".into()))?.copy_from_slice(&value.to_le_bytes());
+                        data.get_mut(o..o + 4)
+                            .ok_or_else(|| Refused("relocation outside its section".into()))?
+                            .copy_from_slice(&value.to_le_bytes());
                         continue;
                     }
                     elf::R_X86_64_GOTTPOFF
@@ -306,30 +383,56 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                     let tsec = target.section_index();
                     let is_tls = tsec.is_some_and(|i| tls_sections.contains(&i));
                     if is_tls {
-                        return refuse("a thread-local is accessed in a way cargo hot cannot patch; restart");
+                        return refuse(
+                            "a thread-local is accessed in a way cargo hot cannot patch; restart",
+                        );
                     }
                     let tsection = tsec.and_then(|i| file.section_by_index(i).ok());
                     let writable = tsection.as_ref().is_some_and(|ts| {
-                        place_of(ts.kind(), ts.name().unwrap_or("")) == Place::Data && ts.name().unwrap_or("") != "hot_runtime_fns"
+                        place_of(ts.kind(), ts.name().unwrap_or("")) == Place::Data
+                            && ts.name().unwrap_or("") != "hot_runtime_fns"
                     });
                     // `section + addend` into writable data: find the static it means.
-                    let bias = if matches!(r_type, elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S) { 0 } else { 4 };
+                    let bias = if matches!(
+                        r_type,
+                        elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S
+                    ) {
+                        0
+                    } else {
+                        4
+                    };
                     match (writable, covering(&named_in, &target, addend, bias)) {
-                        (true, Some((named, delta))) if sym_map.contains_key(&named) => (sym_map[&named], delta),
+                        (true, Some((named, delta))) if sym_map.contains_key(&named) => {
+                            (sym_map[&named], delta)
+                        }
                         _ => match sym_map.get(&tsym) {
                             Some(id) => (*id, addend),
-                            None => return refuse("relocation against a section that is not part of the patch"),
+                            None => {
+                                return refuse(
+                                    "relocation against a section that is not part of the patch",
+                                );
+                            }
                         },
                     }
                 } else {
                     match sym_map.get(&tsym) {
                         Some(id) => (*id, addend),
-                        None => return refuse(format!("relocation against unknown symbol `{}`", demangle(target.name().unwrap_or("?")))),
+                        None => {
+                            return refuse(format!(
+                                "relocation against unknown symbol `{}`",
+                                demangle(target.name().unwrap_or("?"))
+                            ));
+                        }
                     }
                 };
                 out.add_relocation(
                     out_sec,
-                    write::Relocation { offset, symbol: sym, addend, flags: RelocationFlags::Elf { r_type } },
+                    write::Relocation {
+                        offset,
+                        symbol: sym,
+                        addend,
+                        flags: RelocationFlags::Elf { r_type },
+                    },
                 )
                 .map_err(|e| Refused(format!("relocation: {e}")))?;
             }
@@ -342,10 +445,16 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
         match job.host.hot_fns.get(&e.parent) {
             None => {} // a new #[hot] fn: nothing in the host calls it yet
             Some(h) if h.kind != e.kind => {
-                return refuse(format!("`{}` changed between `fn` and `async fn` — restart", e.parent));
+                return refuse(format!(
+                    "`{}` changed between `fn` and `async fn` — restart",
+                    e.parent
+                ));
             }
             Some(h) if h.fingerprint != e.fingerprint => {
-                return refuse(format!("the signature of `{}` changed — restart to use the new signature, or edit it back", e.parent));
+                return refuse(format!(
+                    "the signature of `{}` changed — restart to use the new signature, or edit it back",
+                    e.parent
+                ));
             }
             Some(_) => {}
         }
@@ -353,8 +462,11 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
 
     let obj_path = job.work_dir.join(format!("{}.o", job.name));
     let so_path = job.work_dir.join(format!("{}.so", job.name));
-    let bytes = out.write().map_err(|e| Refused(format!("writing patch object: {e}")))?;
-    std::fs::write(&obj_path, bytes).map_err(|e| Refused(format!("writing {}: {e}", obj_path.display())))?;
+    let bytes = out
+        .write()
+        .map_err(|e| Refused(format!("writing patch object: {e}")))?;
+    std::fs::write(&obj_path, bytes)
+        .map_err(|e| Refused(format!("writing {}: {e}", obj_path.display())))?;
     let _ = StandardSegment::Text;
 
     run_ld(&obj_path, &so_path, anchor_addr)?;
@@ -362,9 +474,14 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
 
     let mut fns = Vec::new();
     for e in &entries {
-        let Some(h) = job.host.hot_fns.get(&e.parent) else { continue };
+        let Some(h) = job.host.hot_fns.get(&e.parent) else {
+            continue;
+        };
         let Some(&patch_entry) = syms.by_mangled.get(&e.mangled) else {
-            return refuse(format!("the linked patch lost the registry entry of `{}`", e.parent));
+            return refuse(format!(
+                "the linked patch lost the registry entry of `{}`",
+                e.parent
+            ));
         };
         let target = if e.kind == hot_runtime::protocol::KIND_ASYNC {
             syms.async_entry(&e.parent)
@@ -372,11 +489,25 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
             syms.by_path.get(&e.parent).copied()
         };
         let Some(target) = target else {
-            return refuse(format!("cannot find the new code of `{}` in the patch", e.parent));
+            return refuse(format!(
+                "cannot find the new code of `{}` in the patch",
+                e.parent
+            ));
         };
-        fns.push(PatchFn { name: e.parent.clone(), host_entry: job.base + h.entry, patch_entry, target });
+        fns.push(PatchFn {
+            name: e.parent.clone(),
+            host_entry: job.base + h.entry,
+            patch_entry,
+            target,
+        });
     }
-    Ok(LinkedPatch { path: so_path, addr: job.addr, len, fns, redirected_statics })
+    Ok(LinkedPatch {
+        path: so_path,
+        addr: job.addr,
+        len,
+        fns,
+        redirected_statics,
+    })
 }
 
 /// The named symbol of `target`'s section that covers `addend + bias`, and the addend relative
@@ -419,7 +550,13 @@ fn host_symbol(
 }
 
 /// A symbol at `runtime_addr`, expressed relative to the anchor section.
-fn anchored(anchor: SectionId, anchor_addr: u64, name: &str, runtime_addr: u64, kind: SymbolKind) -> write::Symbol {
+fn anchored(
+    anchor: SectionId,
+    anchor_addr: u64,
+    name: &str,
+    runtime_addr: u64,
+    kind: SymbolKind,
+) -> write::Symbol {
     write::Symbol {
         name: name.as_bytes().to_vec(),
         value: runtime_addr.wrapping_sub(anchor_addr),
@@ -461,7 +598,11 @@ fn resolve_undefined(
     if demangle(name).ends_with("::__HOT_SLOT") && !defined_in_patch.contains(name) {
         // Each copy of a hot fn must read its own slot; binding it to the host's would make the
         // copy forward to itself. The slot's codegen unit is not in this patch: give it one.
-        let sec = out.add_section(Vec::new(), b".bss.hot_slot".to_vec(), SectionKind::UninitializedData);
+        let sec = out.add_section(
+            Vec::new(),
+            b".bss.hot_slot".to_vec(),
+            SectionKind::UninitializedData,
+        );
         out.append_section_bss(sec, 8, 8);
         let id = out.add_symbol(write::Symbol {
             name: name.as_bytes().to_vec(),
@@ -484,11 +625,26 @@ fn resolve_undefined(
     }
     match job.host.lookup(name) {
         Ok(Some(h)) => {
-            let kind = if h.place == Place::Text { SymbolKind::Text } else { SymbolKind::Data };
+            let kind = if h.place == Place::Text {
+                SymbolKind::Text
+            } else {
+                SymbolKind::Data
+            };
             if h.place == Place::Tls {
-                return refuse(format!("thread-local `{}` is reached through an unsupported access", demangle(name)));
+                return refuse(format!(
+                    "thread-local `{}` is reached through an unsupported access",
+                    demangle(name)
+                ));
             }
-            return Ok(host_symbol(out, by_name, anchor, anchor_addr, name, job.base.wrapping_add(h.value), kind));
+            return Ok(host_symbol(
+                out,
+                by_name,
+                anchor,
+                anchor_addr,
+                name,
+                job.base.wrapping_add(h.value),
+                kind,
+            ));
         }
         Ok(None) => {}
         Err(e) => {
@@ -509,23 +665,27 @@ fn resolve_undefined(
 }
 
 fn run_ld(obj: &Path, so: &Path, addr: u64) -> Result<(), Refused> {
-    let output = std::process::Command::new(std::env::var("CARGO_HOT_CC").unwrap_or_else(|_| "cc".into()))
-        .arg("-shared")
-        .arg("-nostdlib")
-        .arg("-o")
-        .arg(so)
-        .arg(obj)
-        .arg("-Wl,-Bsymbolic")
-        .arg("-Wl,--eh-frame-hdr")
-        .arg("-Wl,-z,noexecstack")
-        .arg("-Wl,--build-id=none")
-        .arg("-Wl,--hash-style=gnu")
-        .arg(format!("-Wl,--section-start=.hot_anchor={addr:#x}"))
-        .arg(format!("-Wl,-Ttext-segment={:#x}", addr + 0x1000))
-        .output()
-        .map_err(|e| Refused(format!("running the linker (cc): {e}")))?;
+    let output =
+        std::process::Command::new(std::env::var("CARGO_HOT_CC").unwrap_or_else(|_| "cc".into()))
+            .arg("-shared")
+            .arg("-nostdlib")
+            .arg("-o")
+            .arg(so)
+            .arg(obj)
+            .arg("-Wl,-Bsymbolic")
+            .arg("-Wl,--eh-frame-hdr")
+            .arg("-Wl,-z,noexecstack")
+            .arg("-Wl,--build-id=none")
+            .arg("-Wl,--hash-style=gnu")
+            .arg(format!("-Wl,--section-start=.hot_anchor={addr:#x}"))
+            .arg(format!("-Wl,-Ttext-segment={:#x}", addr + 0x1000))
+            .output()
+            .map_err(|e| Refused(format!("running the linker (cc): {e}")))?;
     if !output.status.success() {
-        return refuse(format!("linking the patch failed:\n{}", String::from_utf8_lossy(&output.stderr).trim_end()));
+        return refuse(format!(
+            "linking the patch failed:\n{}",
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        ));
     }
     Ok(())
 }
@@ -542,7 +702,10 @@ impl LinkedSyms {
     /// closure, reified through `<P::{closure#0} as FnOnce<..>>::call_once`.
     fn async_entry(&self, parent: &str) -> Option<u64> {
         let prefix = format!("<{parent}::{{closure#0}} as core::ops::function::FnOnce<");
-        self.shims.iter().find(|(n, _)| n.starts_with(&prefix) && n.ends_with(">>::call_once")).map(|(_, a)| *a)
+        self.shims
+            .iter()
+            .find(|(n, _)| n.starts_with(&prefix) && n.ends_with(">>::call_once"))
+            .map(|(_, a)| *a)
     }
 }
 
@@ -550,7 +713,8 @@ impl LinkedSyms {
 fn read_linked(so: &Path, addr: u64) -> Result<(u64, LinkedSyms), Refused> {
     use object::read::elf::ProgramHeader as _;
     let data = std::fs::read(so).map_err(|e| Refused(format!("reading {}: {e}", so.display())))?;
-    let elf = object::read::elf::ElfFile64::<object::Endianness>::parse(&*data).map_err(|e| Refused(e.to_string()))?;
+    let elf = object::read::elf::ElfFile64::<object::Endianness>::parse(&*data)
+        .map_err(|e| Refused(e.to_string()))?;
     let endian = elf.endian();
     let mut lo = u64::MAX;
     let mut hi = 0;
@@ -561,10 +725,16 @@ fn read_linked(so: &Path, addr: u64) -> Result<(u64, LinkedSyms), Refused> {
         }
     }
     if lo != addr {
-        return refuse(format!("the linker placed the patch at {lo:#x} instead of {addr:#x}"));
+        return refuse(format!(
+            "the linker placed the patch at {lo:#x} instead of {addr:#x}"
+        ));
     }
     let len = (hi - lo).div_ceil(4096) * 4096;
-    let mut syms = LinkedSyms { by_mangled: HashMap::new(), by_path: HashMap::new(), shims: Vec::new() };
+    let mut syms = LinkedSyms {
+        by_mangled: HashMap::new(),
+        by_path: HashMap::new(),
+        shims: Vec::new(),
+    };
     for s in elf.symbols() {
         let Ok(name) = s.name() else { continue };
         if name.is_empty() || s.is_undefined() {

@@ -75,11 +75,14 @@ pub fn async_target_of(function: &str) -> Option<&str> {
 /// Reads the symbol table of an object file.
 pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
     use object::{Object, ObjectSymbol, SymbolKind};
-    let data = std::fs::read(path).map_err(|e| Refused(format!("reading {}: {e}", path.display())))?;
-    let file = object::File::parse(&*data).map_err(|e| Refused(format!("parsing {}: {e}", path.display())))?;
+    let data =
+        std::fs::read(path).map_err(|e| Refused(format!("reading {}: {e}", path.display())))?;
+    let file = object::File::parse(&*data)
+        .map_err(|e| Refused(format!("parsing {}: {e}", path.display())))?;
     let mut idx = ObjectIndex::default();
     // Code hash per function section (rustc emits one section per function).
-    let mut section_hash: std::collections::HashMap<object::SectionIndex, u64> = std::collections::HashMap::new();
+    let mut section_hash: std::collections::HashMap<object::SectionIndex, u64> =
+        std::collections::HashMap::new();
     for sec in file.sections() {
         use object::ObjectSection;
         if sec.kind() != object::SectionKind::Text {
@@ -100,8 +103,10 @@ pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
         section_hash.insert(sec.index(), h.finish());
     }
     // Name of the (first) symbol defined in each section, to name section-relative targets.
-    let mut section_sym: std::collections::HashMap<object::SectionIndex, String> = std::collections::HashMap::new();
-    let mut defined_in: std::collections::HashMap<object::SectionIndex, Vec<String>> = std::collections::HashMap::new();
+    let mut section_sym: std::collections::HashMap<object::SectionIndex, String> =
+        std::collections::HashMap::new();
+    let mut defined_in: std::collections::HashMap<object::SectionIndex, Vec<String>> =
+        std::collections::HashMap::new();
     for s in file.symbols() {
         if s.is_definition() && s.kind() != SymbolKind::Section {
             if let (Ok(n), Some(si)) = (s.name(), s.section_index()) {
@@ -114,7 +119,11 @@ pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
     }
     // Sections without a named symbol (anonymous constants, vtables of `dyn` objects) still
     // link code to code; name them per object so the reachability walk passes through them.
-    let tag = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+    let tag = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("?")
+        .to_string();
     let pseudo = |si: object::SectionIndex| format!("{tag}#{}", si.0);
     for sec in file.sections() {
         use object::ObjectSection;
@@ -131,7 +140,8 @@ pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
             if let object::RelocationTarget::Symbol(t) = r.target() {
                 if let Ok(ts) = file.symbol_by_index(t) {
                     let name = if ts.kind() == SymbolKind::Section {
-                        ts.section_index().map(|i| section_sym.get(&i).cloned().unwrap_or_else(|| pseudo(i)))
+                        ts.section_index()
+                            .map(|i| section_sym.get(&i).cloned().unwrap_or_else(|| pseudo(i)))
                     } else {
                         ts.name().ok().map(str::to_string)
                     };
@@ -160,7 +170,10 @@ pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
             continue;
         }
         if s.kind() == SymbolKind::Text {
-            if let (Ok(n), Some(h)) = (s.name(), s.section_index().and_then(|i| section_hash.get(&i))) {
+            if let (Ok(n), Some(h)) = (
+                s.name(),
+                s.section_index().and_then(|i| section_hash.get(&i)),
+            ) {
                 idx.code.insert(n.to_string(), *h);
             }
         }
@@ -192,11 +205,15 @@ pub fn reaching<'a>(
     indexes: impl Iterator<Item = &'a ObjectIndex>,
     changed: &std::collections::HashSet<String>,
 ) -> std::collections::HashSet<String> {
-    let mut referrers: std::collections::HashMap<&str, Vec<&str>> = std::collections::HashMap::new();
+    let mut referrers: std::collections::HashMap<&str, Vec<&str>> =
+        std::collections::HashMap::new();
     for idx in indexes {
         for (from, tos) in &idx.refs {
             for to in tos {
-                referrers.entry(to.as_str()).or_default().push(from.as_str());
+                referrers
+                    .entry(to.as_str())
+                    .or_default()
+                    .push(from.as_str());
             }
         }
     }
@@ -221,12 +238,20 @@ mod tests {
     #[test]
     fn async_entry_shims_are_recognized() {
         assert_eq!(
-            async_target_of("<app::work::{closure#0}::{closure#0} as core::ops::function::FnOnce<(u64,)>>::call_once"),
+            async_target_of(
+                "<app::work::{closure#0}::{closure#0} as core::ops::function::FnOnce<(u64,)>>::call_once"
+            ),
             Some("app::work::{closure#0}")
         );
         assert_eq!(async_target_of("app::work::{closure#0}"), None);
-        assert_eq!(async_target_of("<app::S as core::ops::function::FnOnce<()>>::call_once"), None);
-        assert!(belongs_to("<app::work::{closure#0}::{closure#0} as X>::call_once", "app::work::{closure#0}"));
+        assert_eq!(
+            async_target_of("<app::S as core::ops::function::FnOnce<()>>::call_once"),
+            None
+        );
+        assert!(belongs_to(
+            "<app::work::{closure#0}::{closure#0} as X>::call_once",
+            "app::work::{closure#0}"
+        ));
         assert!(belongs_to("app::work", "app::work"));
         assert!(!belongs_to("app::worker", "app::work"));
     }

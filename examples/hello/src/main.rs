@@ -13,7 +13,10 @@ fn greeting(n: u64) -> String {
 }
 
 fn main() {
-    let ticks: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(u64::MAX);
+    let ticks: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(u64::MAX);
     for _ in 0..ticks {
         let n = COUNT.fetch_add(1, Ordering::Relaxed) + 1;
         println!("{}", greeting(n));

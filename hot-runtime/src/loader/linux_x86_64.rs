@@ -29,7 +29,10 @@ fn map_fixed(addr: u64, len: u64) -> bool {
             addr as *mut libc::c_void,
             len as usize,
             libc::PROT_NONE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED_NOREPLACE,
+            libc::MAP_PRIVATE
+                | libc::MAP_ANONYMOUS
+                | libc::MAP_NORESERVE
+                | libc::MAP_FIXED_NOREPLACE,
             -1,
             0,
         )
@@ -89,9 +92,19 @@ pub fn load(path: &Path, addr: u64, len: u64) -> Result<(), String> {
     let handle = lib.into_raw();
     let mut map: *mut libc::c_void = std::ptr::null_mut();
     // SAFETY: `handle` is a live handle; RTLD_DI_LINKMAP stores a `struct link_map *`.
-    let rc = unsafe { libc::dlinfo(handle, libc::RTLD_DI_LINKMAP, &mut map as *mut _ as *mut libc::c_void) };
+    let rc = unsafe {
+        libc::dlinfo(
+            handle,
+            libc::RTLD_DI_LINKMAP,
+            &mut map as *mut _ as *mut libc::c_void,
+        )
+    };
     // `struct link_map` starts with `ElfW(Addr) l_addr`, the load bias.
-    let bias = if rc == 0 && !map.is_null() { unsafe { *(map as *const u64) } } else { u64::MAX };
+    let bias = if rc == 0 && !map.is_null() {
+        unsafe { *(map as *const u64) }
+    } else {
+        u64::MAX
+    };
     if bias != 0 {
         // Nothing from the library has run or been referenced yet, so closing it is safe.
         // SAFETY: handle from dlopen above, closed once.

@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The fixtures share one target directory so that their dependencies build once.
@@ -63,7 +66,9 @@ fn copy_dir(src: &Path, dst: &Path) {
             }
         } else {
             let text = std::fs::read(e.path()).unwrap();
-            let text = String::from_utf8(text).unwrap().replace("@REPO@", repo().to_str().unwrap());
+            let text = String::from_utf8(text)
+                .unwrap()
+                .replace("@REPO@", repo().to_str().unwrap());
             std::fs::write(&to, text).unwrap();
         }
     }
@@ -108,7 +113,12 @@ impl Hot {
         let err = Arc::new(Mutex::new(String::new()));
         pump(child.stdout.take().unwrap(), out.clone());
         pump(child.stderr.take().unwrap(), err.clone());
-        let hot = Hot { child, dir, out, err };
+        let hot = Hot {
+            child,
+            dir,
+            out,
+            err,
+        };
         // Ready once cargo hot has built the baseline it diffs saves against.
         hot.wait_err((0, 0), "Watching", 900);
         hot
@@ -122,13 +132,27 @@ impl Hot {
     }
     /// Lengths of both logs, to wait for output that comes after this point.
     pub fn mark(&self) -> (usize, usize) {
-        (self.out.lock().unwrap().len(), self.err.lock().unwrap().len())
+        (
+            self.out.lock().unwrap().len(),
+            self.err.lock().unwrap().len(),
+        )
     }
 
     fn dump(&self) -> String {
         let out = self.out();
-        let tail: String = out.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-        format!("--- tool stderr ---\n{}\n--- program stdout (tail) ---\n{tail}", self.err())
+        let tail: String = out
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        format!(
+            "--- tool stderr ---\n{}\n--- program stdout (tail) ---\n{tail}",
+            self.err()
+        )
     }
 
     /// Waits until the program's stdout after `mark` has a line containing `needle`; returns it.
@@ -137,12 +161,18 @@ impl Hot {
         loop {
             {
                 let out = self.out.lock().unwrap();
-                if let Some(line) = out[mark.0.min(out.len())..].lines().find(|l| l.contains(needle)) {
+                if let Some(line) = out[mark.0.min(out.len())..]
+                    .lines()
+                    .find(|l| l.contains(needle))
+                {
                     return line.to_string();
                 }
             }
             if Instant::now() > deadline {
-                panic!("timed out after {secs}s waiting for program output {needle:?}\n{}", self.dump());
+                panic!(
+                    "timed out after {secs}s waiting for program output {needle:?}\n{}",
+                    self.dump()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -154,12 +184,18 @@ impl Hot {
         loop {
             {
                 let err = self.err.lock().unwrap();
-                if let Some(line) = err[mark.1.min(err.len())..].lines().find(|l| l.contains(needle)) {
+                if let Some(line) = err[mark.1.min(err.len())..]
+                    .lines()
+                    .find(|l| l.contains(needle))
+                {
                     return line.to_string();
                 }
             }
             if Instant::now() > deadline {
-                panic!("timed out after {secs}s waiting for cargo hot to print {needle:?}\n{}", self.dump());
+                panic!(
+                    "timed out after {secs}s waiting for cargo hot to print {needle:?}\n{}",
+                    self.dump()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -215,13 +251,27 @@ unsafe extern "C" {
 /// The `[pid]` prefix of a fixture's output line.
 pub fn pid_of(line: &str) -> u32 {
     let s = line.trim_start();
-    let s = s.strip_prefix('[').unwrap_or_else(|| panic!("no pid in {line:?}"));
+    let s = s
+        .strip_prefix('[')
+        .unwrap_or_else(|| panic!("no pid in {line:?}"));
     s[..s.find(']').unwrap()].parse().unwrap()
 }
 
 /// Value of `key=NUMBER` in a line.
 pub fn field(line: &str, key: &str) -> u64 {
-    let pat = if key.ends_with(':') { key.to_string() } else { format!("{key}=") };
-    let at = line.find(&pat).unwrap_or_else(|| panic!("no {key}= in {line:?}")) + pat.len();
-    line[at..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().unwrap()
+    let pat = if key.ends_with(':') {
+        key.to_string()
+    } else {
+        format!("{key}=")
+    };
+    let at = line
+        .find(&pat)
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+        + pat.len();
+    line[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .unwrap()
 }
