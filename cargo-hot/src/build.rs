@@ -84,10 +84,12 @@ pub fn fat_build(
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().context("running cargo build")?;
     let stderr = child.stderr.take().unwrap();
-    // cargo's own progress lines ("Compiling x") go to stderr; pass them through as they come.
+    // cargo's own progress lines ("Compiling x") go to stderr: show them as they come, as
+    // `cargo run` would, and keep them in case the build fails without a diagnostic.
     let err_thread = std::thread::spawn(move || {
         let mut text = String::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
             text.push_str(&line);
             text.push('\n');
         }
@@ -135,8 +137,8 @@ pub fn fat_build(
     let status = child.wait()?;
     let cargo_err = err_thread.join().unwrap_or_default();
     if !status.success() {
-        if diagnostics.is_empty() {
-            diagnostics = cargo_err;
+        if diagnostics.is_empty() && cargo_err.is_empty() {
+            diagnostics = format!("cargo build failed ({status})\n");
         }
         return Ok(Outcome::Failed(diagnostics));
     }

@@ -322,7 +322,7 @@ mod tests {
     use super::*;
 
     fn flags(args: &[&str]) -> Vec<String> {
-        let mut argv = vec!["cargo-hot", "hot", "run"];
+        let mut argv = vec!["cargo-hot", "run"];
         argv.extend(args);
         let cli = Cli::parse_from(argv);
         let Cmd::Run(r) = cli.command else { panic!() };
