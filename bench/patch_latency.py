@@ -75,6 +75,15 @@ def main():
 
     hot = Proc([tool, "hot", "run", "--color", "never", "--target-dir", target], dst)
     hot.wait_for(hot.err, "Watching", time.monotonic() - 1000, timeout=900)  # ready: baseline built
+    _, running = hot.wait_for(hot.err, "Running `", time.monotonic() - 1000)
+    exe_path = running.split("`")[1]
+    prog_pid = int(subprocess.run(["pgrep", "-n", "-f", exe_path], capture_output=True, text=True).stdout.split()[0])
+    patch_dir = os.path.join(target, "hot", "patches", str(hot.p.pid))
+    def rss_kib():
+        for line in open(f"/proc/{prog_pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    rss = [(0, rss_kib())]
     totals, rustc, link, load = [], [], [], []
     current = marker
     for i in range(n):
@@ -89,6 +98,9 @@ def main():
         m = re.search(r"rustc (\d+) ms, link (\d+) ms, load (\d+) ms", line)
         rustc.append(int(m.group(1))); link.append(int(m.group(2))); load.append(int(m.group(3)))
         current = new
+        if (i + 1) in (1, 10, 100, 300) or i + 1 == n:
+            rss.append((i + 1, rss_kib()))
+    sizes = [os.path.getsize(os.path.join(patch_dir, f)) for f in os.listdir(patch_dir) if f.endswith(".so")]
     hot.stop()
     save(path, original)
 
@@ -126,6 +138,11 @@ def main():
     beyond = [t - r for t, r in zip(totals, rustc)]
     row("  everything beyond rustc (debounce, diff, link, load)", beyond)
     row("cargo build + kill + restart -> first new output", restart)
+    print("| patches applied | program RSS KiB | growth per patch KiB |")
+    print("|---:|---:|---:|")
+    for k, v in rss:
+        print(f"| {k} | {v} | {((v - rss[0][1]) / k) if k else 0:.1f} |")
+    print(f"patch .so size: median {statistics.median(sizes) / 1024:.1f} KiB, max {max(sizes) / 1024:.1f} KiB over {len(sizes)} patches")
     print(f"beyond-rustc / rustc (p50): {statistics.median(beyond) / statistics.median(rustc):.2f}")
     print(f"cargo hot / restart (p50): {statistics.median(totals) / statistics.median(restart):.2f}")
 
