@@ -55,6 +55,20 @@ pub fn copy_fixture(name: &str) -> PathBuf {
     dst
 }
 
+/// Copies `examples/NAME` to a fresh directory as a standalone crate.
+pub fn copy_example(name: &str) -> PathBuf {
+    let src = repo().join("examples").join(name);
+    let dst = std::env::temp_dir().join(format!("cargo-hot-e2e-example-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dst);
+    copy_dir(&src, &dst);
+    let manifest = dst.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let text = text.replace("../../hot-runtime", repo().join("hot-runtime").to_str().unwrap()) + "\n[workspace]\n";
+    assert!(!text.contains(".workspace = true"), "examples must not inherit from the workspace");
+    std::fs::write(manifest, text).unwrap();
+    dst
+}
+
 fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
     for e in std::fs::read_dir(src).unwrap() {
