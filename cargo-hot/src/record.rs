@@ -37,24 +37,6 @@ impl Invocation {
     pub fn crate_name(&self) -> Option<&str> {
         self.arg_value("--crate-name")
     }
-    /// Value of `-C key=...` (either `-C key=v` or `-Ckey=v`).
-    pub fn codegen_opt(&self, key: &str) -> Option<&str> {
-        let mut it = self.args.iter().peekable();
-        while let Some(a) = it.next() {
-            let opt = if a == "-C" {
-                it.next().map(String::as_str)
-            } else {
-                a.strip_prefix("-C")
-            };
-            if let Some(v) = opt
-                .and_then(|o| o.strip_prefix(key))
-                .and_then(|r| r.strip_prefix('='))
-            {
-                return Some(v);
-            }
-        }
-        None
-    }
 }
 
 /// File name of the record for a crate: one per crate name and crate type.

@@ -93,38 +93,33 @@ pub fn start(
     };
     let config = notify::Config::default().with_poll_interval(Duration::from_millis(500));
     if poll {
-        let mut d = new_debouncer_opt::<_, notify::PollWatcher, notify_debouncer_full::NoCache>(
-            debounce,
-            None,
-            handler,
-            notify_debouncer_full::NoCache,
-            config,
-        )
-        .context("starting the file watcher")?;
-        for dir in dirs {
-            d.watch(dir, RecursiveMode::Recursive)
-                .map_err(|e| anyhow::anyhow!(describe(&e)))?;
-        }
-        Ok(Box::new(d))
+        let cache = notify_debouncer_full::NoCache;
+        watch_with::<notify::PollWatcher, _>(dirs, debounce, handler, cache, config)
     } else {
-        let mut d = new_debouncer_opt::<
-            _,
-            notify::RecommendedWatcher,
-            notify_debouncer_full::RecommendedCache,
-        >(
-            debounce,
-            None,
-            handler,
-            notify_debouncer_full::RecommendedCache::new(),
-            config,
-        )
-        .context("starting the file watcher")?;
-        for dir in dirs {
-            d.watch(dir, RecursiveMode::Recursive)
-                .map_err(|e| anyhow::anyhow!(describe(&e)))?;
-        }
-        Ok(Box::new(d))
+        let cache = notify_debouncer_full::RecommendedCache::new();
+        watch_with::<notify::RecommendedWatcher, _>(dirs, debounce, handler, cache, config)
     }
+}
+
+/// Starts a debouncer over watcher `W` and watches every directory recursively.
+fn watch_with<W, C>(
+    dirs: &[PathBuf],
+    debounce: Duration,
+    handler: impl notify_debouncer_full::DebounceEventHandler,
+    cache: C,
+    config: notify::Config,
+) -> Result<Box<dyn std::any::Any>>
+where
+    W: notify::Watcher + 'static,
+    C: notify_debouncer_full::FileIdCache + Send + 'static,
+{
+    let mut d = new_debouncer_opt::<_, W, C>(debounce, None, handler, cache, config)
+        .context("starting the file watcher")?;
+    for dir in dirs {
+        d.watch(dir, RecursiveMode::Recursive)
+            .map_err(|e| anyhow::anyhow!(describe(&e)))?;
+    }
+    Ok(Box::new(d))
 }
 
 fn describe(e: &notify::Error) -> String {

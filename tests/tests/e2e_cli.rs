@@ -27,7 +27,10 @@ fn ctrl_c_leaves_no_process_of_the_program() {
     while Instant::now() < deadline && hot.child.try_wait().unwrap().is_none() {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(hot.child.try_wait().unwrap().is_some(), "cargo hot exited on SIGINT");
+    assert!(
+        hot.child.try_wait().unwrap().is_some(),
+        "cargo hot exited on SIGINT"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline && alive(pid) {
         std::thread::sleep(Duration::from_millis(20));
@@ -68,7 +71,15 @@ fn ignored_files_and_the_target_dir_trigger_nothing_and_bursts_build_once() {
     hot.wait_out(m, "v1b9 a=", 60);
     std::thread::sleep(Duration::from_millis(1000));
     let said = hot.err_since(m);
-    let builds = said.lines().filter(|l| l.contains("Patched") || l.contains("Unchanged") || l.contains("could not compile")).count();
-    assert!((1..=2).contains(&builds), "{builds} builds for one burst:\n{said}");
+    let builds = said
+        .lines()
+        .filter(|l| {
+            l.contains("Patched") || l.contains("Unchanged") || l.contains("could not compile")
+        })
+        .count();
+    assert!(
+        (1..=2).contains(&builds),
+        "{builds} builds for one burst:\n{said}"
+    );
     hot.stop();
 }

@@ -93,7 +93,6 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
     // Undefined symbols standing for a definition in a later object of the same patch.
     let mut placeholders: HashSet<SymbolId> = HashSet::new();
     let mut entries: Vec<EntrySym> = Vec::new();
-    let mut redirected_statics = 0usize;
 
     for (fi, file) in files.iter().enumerate() {
         // --- sections -------------------------------------------------------------------
@@ -278,7 +277,6 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                         );
                     }
                     sym_map.insert(s.index(), id);
-                    redirected_statics += 1;
                     continue;
                 }
             }
@@ -506,7 +504,6 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
         addr: job.addr,
         len,
         fns,
-        redirected_statics,
     })
 }
 

@@ -32,7 +32,6 @@ pub struct LinkedPatch {
     pub addr: u64,
     pub len: u64,
     pub fns: Vec<PatchFn>,
-    pub redirected_statics: usize,
 }
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]

@@ -17,10 +17,22 @@ impl World {
     fn new() -> World {
         // A glider and a blinker.
         let mut cells = vec![false; W * H];
-        for (x, y) in [(1, 0), (2, 1), (0, 2), (1, 2), (2, 2), (10, 5), (11, 5), (12, 5)] {
+        for (x, y) in [
+            (1, 0),
+            (2, 1),
+            (0, 2),
+            (1, 2),
+            (2, 2),
+            (10, 5),
+            (11, 5),
+            (12, 5),
+        ] {
             cells[y * W + x] = true;
         }
-        World { cells, generation: 0 }
+        World {
+            cells,
+            generation: 0,
+        }
     }
 
     fn alive_neighbours(&self, x: usize, y: usize) -> usize {
@@ -65,7 +77,10 @@ fn render(world: &World) -> String {
 
 fn main() {
     hot_runtime::set_apply_mode(hot_runtime::ApplyMode::Manual);
-    let frames: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(u64::MAX);
+    let frames: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(u64::MAX);
     let step = Duration::from_millis(50);
     let mut world = World::new();
     let mut next = Instant::now();
@@ -73,7 +88,11 @@ fn main() {
         // The frame boundary: the only place a patch may land.
         let applied = hot_runtime::apply_pending();
         if applied > 0 {
-            println!("[{}] applied {applied} patch(es) at frame boundary before gen {}", std::process::id(), world.generation);
+            println!(
+                "[{}] applied {applied} patch(es) at frame boundary before gen {}",
+                std::process::id(),
+                world.generation
+            );
         }
         update(&mut world);
         println!("[{}] {}", std::process::id(), render(&world));

@@ -58,13 +58,22 @@ pub fn copy_fixture(name: &str) -> PathBuf {
 /// Copies `examples/NAME` to a fresh directory as a standalone crate.
 pub fn copy_example(name: &str) -> PathBuf {
     let src = repo().join("examples").join(name);
-    let dst = std::env::temp_dir().join(format!("cargo-hot-e2e-example-{name}-{}", std::process::id()));
+    let dst = std::env::temp_dir().join(format!(
+        "cargo-hot-e2e-example-{name}-{}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dst);
     copy_dir(&src, &dst);
     let manifest = dst.join("Cargo.toml");
     let text = std::fs::read_to_string(&manifest).unwrap();
-    let text = text.replace("../../hot-runtime", repo().join("hot-runtime").to_str().unwrap()) + "\n[workspace]\n";
-    assert!(!text.contains(".workspace = true"), "examples must not inherit from the workspace");
+    let text = text.replace(
+        "../../hot-runtime",
+        repo().join("hot-runtime").to_str().unwrap(),
+    ) + "\n[workspace]\n";
+    assert!(
+        !text.contains(".workspace = true"),
+        "examples must not inherit from the workspace"
+    );
     std::fs::write(manifest, text).unwrap();
     dst
 }
@@ -171,34 +180,27 @@ impl Hot {
 
     /// Waits until the program's stdout after `mark` has a line containing `needle`; returns it.
     pub fn wait_out(&self, mark: (usize, usize), needle: &str, secs: u64) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            {
-                let out = self.out.lock().unwrap();
-                if let Some(line) = out[mark.0.min(out.len())..]
-                    .lines()
-                    .find(|l| l.contains(needle))
-                {
-                    return line.to_string();
-                }
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {secs}s waiting for program output {needle:?}\n{}",
-                    self.dump()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_in(&self.out, mark.0, needle, secs, "program output")
     }
 
     /// Waits until cargo hot's stderr after `mark` has a line containing `needle`; returns it.
     pub fn wait_err(&self, mark: (usize, usize), needle: &str, secs: u64) -> String {
+        self.wait_in(&self.err, mark.1, needle, secs, "cargo hot to print")
+    }
+
+    fn wait_in(
+        &self,
+        buf: &Mutex<String>,
+        from: usize,
+        needle: &str,
+        secs: u64,
+        what: &str,
+    ) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             {
-                let err = self.err.lock().unwrap();
-                if let Some(line) = err[mark.1.min(err.len())..]
+                let text = buf.lock().unwrap();
+                if let Some(line) = text[from.min(text.len())..]
                     .lines()
                     .find(|l| l.contains(needle))
                 {
@@ -207,7 +209,7 @@ impl Hot {
             }
             if Instant::now() > deadline {
                 panic!(
-                    "timed out after {secs}s waiting for cargo hot to print {needle:?}\n{}",
+                    "timed out after {secs}s waiting for {what} {needle:?}\n{}",
                     self.dump()
                 );
             }

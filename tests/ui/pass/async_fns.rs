@@ -4,23 +4,14 @@
 #![deny(warnings)]
 
 use std::future::Future;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use hot_runtime::hot;
 
-/// Runs a future to completion on the current thread (std only; the futures here never park).
-fn block_on<F: Future>(fut: F) -> F::Output {
-    let mut fut = pin!(fut);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        std::thread::yield_now();
-    }
-}
+#[path = "../support/block_on.rs"]
+mod block_on;
+use block_on::block_on;
 
 fn assert_send<T: Send>(_: &T) {}
 

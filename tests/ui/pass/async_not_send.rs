@@ -3,21 +3,14 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::pin::pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use hot_runtime::hot;
 
-fn block_on<F: Future>(fut: F) -> F::Output {
-    let mut fut = pin!(fut);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
+#[path = "../support/block_on.rs"]
+mod block_on;
+use block_on::block_on;
 
 struct YieldOnce(bool);
 impl Future for YieldOnce {

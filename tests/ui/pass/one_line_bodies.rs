@@ -2,21 +2,12 @@
 // user's code (e.g. `unused_braces` on `{ { x + 1 } }`), so this file denies all warnings.
 #![deny(warnings)]
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use hot_runtime::hot;
 
-fn block_on<F: Future>(fut: F) -> F::Output {
-    let mut fut = pin!(fut);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
+#[path = "../support/block_on.rs"]
+mod block_on;
+use block_on::block_on;
 
 #[hot]
 fn one(x: u32) -> u32 { x + 1 }
