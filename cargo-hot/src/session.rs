@@ -695,6 +695,43 @@ fn on_change(
                         needed.insert(cgu.clone());
                     }
                 }
+                // And the other way: a symbol the patch needs that the running program does
+                // not have (release builds share anonymous constants across units) comes from
+                // the unit that defines it now.
+                let mut definer: HashMap<&str, &str> = HashMap::new();
+                for (cgu, idx) in pa.index[i]
+                    .iter()
+                    .filter(|(c, _)| !new_index.iter().any(|(n, _)| n == *c))
+                {
+                    for (d, _) in &idx.refs {
+                        definer.insert(d.as_str(), cgu.as_str());
+                    }
+                }
+                for (cgu, idx) in &new_index {
+                    for (d, _) in &idx.refs {
+                        definer.insert(d.as_str(), cgu.as_str());
+                    }
+                }
+                let index_of = |c: &str| {
+                    new_index
+                        .iter()
+                        .find(|(n, _)| n == c)
+                        .map(|(_, i)| i)
+                        .or_else(|| pa.index[i].get(c))
+                };
+                let mut work: Vec<String> = needed.iter().cloned().collect();
+                while let Some(c) = work.pop() {
+                    let Some(idx) = index_of(&c) else { continue };
+                    for u in &idx.undefined {
+                        let known =
+                            matches!(pa.host.lookup(u), Ok(Some(_))) || pa.host.imports.contains(u);
+                        if let (false, Some(d)) = (known, definer.get(u.as_str())) {
+                            if needed.insert(d.to_string()) {
+                                work.push(d.to_string());
+                            }
+                        }
+                    }
+                }
                 for (cgu, idx) in &new_index {
                     for parent in &idx.entries {
                         pa.entry_cgu[i].insert(parent.clone(), cgu.clone());

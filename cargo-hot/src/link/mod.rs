@@ -55,7 +55,7 @@ pub struct ObjectIndex {
     pub functions: Vec<String>,
     /// Async hot fns whose entry shim (the patch target) is defined here.
     pub async_targets: Vec<String>,
-    /// Hash of each defined function's code and relocation targets, by mangled name.
+    /// Hash of each defined symbol's section (code or data) and relocation targets, by name.
     pub code: std::collections::HashMap<String, u64>,
     /// Mangled names this object references but does not define.
     pub undefined: Vec<String>,
@@ -84,7 +84,11 @@ pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
         std::collections::HashMap::new();
     for sec in file.sections() {
         use object::ObjectSection;
-        if sec.kind() != object::SectionKind::Text {
+        // Code and data: an edited string literal may live in a constant of another unit.
+        let object::SectionFlags::Elf { sh_flags } = sec.flags() else {
+            continue;
+        };
+        if sh_flags & u64::from(object::elf::SHF_ALLOC) == 0 {
             continue;
         }
         use std::hash::{Hash, Hasher};
@@ -168,11 +172,11 @@ pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
         if !s.is_definition() {
             continue;
         }
-        if s.kind() == SymbolKind::Text {
-            if let (Ok(n), Some(h)) = (
-                s.name(),
-                s.section_index().and_then(|i| section_hash.get(&i)),
-            ) {
+        if let (Ok(n), Some(h)) = (
+            s.name(),
+            s.section_index().and_then(|i| section_hash.get(&i)),
+        ) {
+            if !n.is_empty() {
                 idx.code.insert(n.to_string(), *h);
             }
         }
