@@ -58,6 +58,8 @@ pub struct Options {
 
 struct Workspace {
     root: PathBuf,
+    /// Package names of the workspace members.
+    members: Vec<String>,
     hot_dir: PathBuf,
     member_dirs: Vec<PathBuf>,
     target_dir: PathBuf,
@@ -88,8 +90,14 @@ fn workspace(opts: &Options) -> Result<Workspace> {
                 .map(|d| PathBuf::from(d.as_std_path()))
         })
         .collect();
+    let members = md
+        .workspace_packages()
+        .iter()
+        .map(|p| p.name.to_string())
+        .collect();
     Ok(Workspace {
         root: md.workspace_root.clone().into(),
+        members,
         hot_dir: target_dir.join("hot"),
         member_dirs,
         target_dir,
@@ -330,7 +338,7 @@ fn start(
     loop {
         // What the build compiles: edits saved while it runs are noticed at the end.
         let snapshot = Snapshot::take(&ws.member_dirs);
-        let started = start_once(opts, ws, patch_dir, tx, snapshot)?;
+        let started = start_once(opts, ws, patch_dir, tx, snapshot, false)?;
         let StartOutcome::Started(prog, patcher) = started else {
             return Ok(started);
         };
@@ -360,6 +368,7 @@ fn start_once(
     patch_dir: &Path,
     tx: &Sender<Event>,
     snapshot: Snapshot,
+    retried: bool,
 ) -> Result<StartOutcome> {
     ui::good(
         "Building",
@@ -408,6 +417,28 @@ fn start_once(
                 crates.push(c);
             }
         }
+    }
+    if !crates.iter().any(|c| c.is_bin()) && !retried {
+        // cargo found the build fresh (e.g. the project was copied or moved, and artifacts are
+        // reused), so rustc never ran and nothing was recorded: rebuild the members once.
+        ui::warn(
+            "Rebuilding",
+            "the workspace's crates, to record how rustc builds them",
+        );
+        let mut clean = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        clean
+            .arg("clean")
+            .arg("--quiet")
+            .arg("--target-dir")
+            .arg(&ws.hot_dir);
+        if let Some(m) = &opts.manifest_path {
+            clean.arg("--manifest-path").arg(m);
+        }
+        for m in &ws.members {
+            clean.arg("-p").arg(m);
+        }
+        let _ = clean.status();
+        return start_once(opts, ws, patch_dir, tx, snapshot, true);
     }
     // Libraries first, so that a patch is built in dependency order.
     crates.sort_by_key(|c| c.is_bin());
