@@ -60,6 +60,9 @@ struct Workspace {
     root: PathBuf,
     /// Package names of the workspace members.
     members: Vec<String>,
+    /// Directories of local path dependencies outside the workspace: watched, and a change
+    /// there restarts the program (cargo builds them; their rustc runs are not recorded).
+    path_deps: Vec<PathBuf>,
     hot_dir: PathBuf,
     member_dirs: Vec<PathBuf>,
     target_dir: PathBuf,
@@ -73,7 +76,6 @@ fn workspace(opts: &Options) -> Result<Workspace> {
     if let Some(c) = std::env::var_os("CARGO") {
         cmd.cargo_path(c);
     }
-    cmd.no_deps();
     let md = cmd
         .exec()
         .context("reading the workspace with `cargo metadata`")?;
@@ -95,9 +97,20 @@ fn workspace(opts: &Options) -> Result<Workspace> {
         .iter()
         .map(|p| p.name.to_string())
         .collect();
+    let path_deps = md
+        .packages
+        .iter()
+        .filter(|p| p.source.is_none() && !md.workspace_members.contains(&p.id))
+        .filter_map(|p| {
+            p.manifest_path
+                .parent()
+                .map(|d| PathBuf::from(d.as_std_path()))
+        })
+        .collect();
     Ok(Workspace {
         root: md.workspace_root.clone().into(),
         members,
+        path_deps,
         hot_dir: target_dir.join("hot"),
         member_dirs,
         target_dir,
@@ -202,6 +215,7 @@ pub fn run(opts: Options) -> Result<i32> {
     }
 
     let mut watch_dirs = ws.member_dirs.clone();
+    watch_dirs.extend(ws.path_deps.iter().cloned());
     watch_dirs.extend(opts.extra_watch.iter().cloned());
     let filter = crate::watch::Filter::new(&ws.root, &ws.target_dir, opts.ignores.clone());
     let _watcher = if opts.build_only {
@@ -291,7 +305,19 @@ pub fn run(opts: Options) -> Result<i32> {
                     need_start = true;
                     continue;
                 };
-                match on_change(&paths, prog, patcher, &opts) {
+                let outside = paths.iter().find(|p| {
+                    ws.path_deps.iter().any(|d| p.starts_with(d))
+                        && !ws.member_dirs.iter().any(|m| p.starts_with(m))
+                });
+                let result = match outside {
+                    Some(p) => Ok(ChangeResult::Restart(format!(
+                        "{} changed; it belongs to a path dependency outside the workspace, \
+                         which cargo hot rebuilds but does not patch",
+                        p.display()
+                    ))),
+                    None => on_change(&paths, prog, patcher, &opts),
+                };
+                match result {
                     Ok(ChangeResult::Done) => {}
                     Ok(ChangeResult::Restart(why)) => {
                         if opts.restart == RestartPolicy::Restart {

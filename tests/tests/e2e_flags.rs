@@ -73,3 +73,30 @@ fn two_binaries_without_bin_is_an_error_listing_them() {
     assert!(err.contains("first") && err.contains("second"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_path_dependency_outside_the_workspace_is_watched_and_restarts() {
+    let _serial = support::serial();
+    let root = support::copy_fixture("pathdep");
+    let hot = Hot::start_in(root.join("app"), &[]);
+    let first = hot.wait_out(hot.mark(), "app says dep1", 120);
+    let m = hot.mark();
+    let lib = root.join("dep/src/lib.rs");
+    std::fs::write(
+        &lib,
+        std::fs::read_to_string(&lib)
+            .unwrap()
+            .replace("dep1", "dep2"),
+    )
+    .unwrap();
+    let why = hot.wait_err(m, "Restarting", 60);
+    assert!(
+        why.contains("path dependency outside the workspace"),
+        "{why}"
+    );
+    hot.wait_err(m, "Watching", 120);
+    let after = hot.wait_out(hot.mark(), "app says dep2", 10);
+    assert_ne!(pid_of(&first), pid_of(&after));
+    hot.stop();
+    let _ = std::fs::remove_dir_all(root);
+}
