@@ -66,3 +66,90 @@ fn sim_takes_patches_only_at_frame_boundaries_and_keeps_its_world() {
     hot.wait_err(m, "Queued", 5);
     hot.stop();
 }
+
+fn request(port: u16, method: &str, path: &str, body: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    if !out.starts_with("HTTP/1.1 200") {
+        return Err(out);
+    }
+    Ok(out.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+}
+
+#[test]
+fn server_handlers_are_patched_under_load_without_failed_requests() {
+    let _serial = support::serial();
+    let hot = Hot::start_in(support::copy_example("server"), &["--", "0"]);
+    // Printed once at start-up, before cargo hot is ready: search the whole output.
+    let line = hot.wait_out((0, 0), "listening on", 300);
+    let pid = pid_of(&line);
+    let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+    assert_eq!(
+        request(port, "PUT", "/kv/user", "ada").unwrap(),
+        "stored user\n"
+    );
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut ok, mut failed, mut v2) = (0u64, Vec::new(), 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match request(port, "GET", "/", "") {
+                    Ok(body) => {
+                        ok += 1;
+                        if body.starts_with("hello v2") {
+                            v2 += 1;
+                        }
+                    }
+                    Err(e) => failed.push(e),
+                }
+            }
+            (ok, failed, v2)
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = request(port, "GET", "/", "").unwrap();
+    let m = hot.mark();
+    hot.edit("src/main.rs", "hello v1 requests", "hello v2 requests");
+    hot.wait_err(m, "Patched", 120);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let after = loop {
+        let body = request(port, "GET", "/", "").unwrap();
+        if body.starts_with("hello v2") || std::time::Instant::now() > deadline {
+            break body;
+        }
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed, v2) = client.join().unwrap();
+    assert!(after.starts_with("hello v2"), "{after}");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        ok + failed.len() as u64,
+        &failed[..failed.len().min(3)]
+    );
+    assert!(
+        v2 > 0 && ok > v2,
+        "requests before and after the patch: ok={ok} v2={v2}"
+    );
+    assert!(
+        field(&after, "requests=") > field(&before, "requests="),
+        "{before} -> {after}"
+    );
+    assert_eq!(
+        request(port, "GET", "/kv/user", "").unwrap(),
+        "user=ada\n",
+        "the store survived"
+    );
+    assert!(hot.out().contains(&format!("[{pid}] listening")));
+    hot.stop();
+}
