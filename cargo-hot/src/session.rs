@@ -168,10 +168,6 @@ struct Patcher {
     crates: Vec<ThinCrate>,
     /// Content hash of each codegen unit as running in the program, per crate.
     running: Vec<HashMap<String, u64>>,
-    /// Codegen unit holding each hot fn's registry entry, and each async hot fn's entry
-    /// shim, per crate: a patch carrying a hot fn's code needs both.
-    entry_cgu: Vec<HashMap<String, String>>,
-    target_cgu: Vec<HashMap<String, String>>,
     /// Symbol index of each codegen unit as running, per crate.
     index: Vec<HashMap<String, link::ObjectIndex>>,
     snapshot: Snapshot,
@@ -569,8 +565,6 @@ fn start_once(
         ),
     }
     let mut running = Vec::new();
-    let mut entry_cgu = Vec::new();
-    let mut target_cgu = Vec::new();
     let mut index = Vec::new();
     // Baseline: the objects of the code now running, to diff each save against. Doing it now,
     // while the program starts, makes the first save as fast as the others.
@@ -578,36 +572,19 @@ fn start_once(
         let built = c
             .build()
             .unwrap_or_else(|e| Outcome::Failed(format!("{e:#}\n")));
+        let mut hashes = HashMap::new();
+        let mut indexes = HashMap::new();
         match built {
             Outcome::Built(objs) => {
-                let mut m = HashMap::new();
-                let mut entries = HashMap::new();
-                let mut targets = HashMap::new();
-                let mut indexes = HashMap::new();
                 for (cgu, p) in &objs.objects {
-                    m.insert(cgu.clone(), hash_file(p)?);
-                    let idx = link::index_object(p).unwrap_or_default();
-                    for parent in &idx.entries {
-                        entries.insert(parent.clone(), cgu.clone());
-                    }
-                    for parent in &idx.async_targets {
-                        targets.insert(parent.clone(), cgu.clone());
-                    }
-                    indexes.insert(cgu.clone(), idx);
+                    hashes.insert(cgu.clone(), hash_file(p)?);
+                    indexes.insert(cgu.clone(), link::index_object(p).unwrap_or_default());
                 }
-                index.push(indexes);
-                running.push(m);
-                entry_cgu.push(entries);
-                target_cgu.push(targets);
             }
-            Outcome::Failed(d) => {
-                ui::diagnostics(&d);
-                running.push(HashMap::new());
-                entry_cgu.push(HashMap::new());
-                target_cgu.push(HashMap::new());
-                index.push(HashMap::new());
-            }
+            Outcome::Failed(d) => ui::diagnostics(&d),
         }
+        running.push(hashes);
+        index.push(indexes);
     }
     Ok(StartOutcome::Started(
         prog,
@@ -615,8 +592,6 @@ fn start_once(
             host,
             crates,
             running,
-            entry_cgu,
-            target_cgu,
             index,
             snapshot,
             patch_dir: patch_dir.to_path_buf(),
@@ -684,7 +659,6 @@ fn on_change(
     let mut changed_objs = Vec::new();
     let mut new_hashes: Vec<(usize, String, u64)> = Vec::new();
     let mut new_indexes: Vec<(usize, String, link::ObjectIndex)> = Vec::new();
-    let mut all_changed_fns: HashSet<String> = HashSet::new();
     for i in 0..pa.crates.len() {
         if !affected.contains(&i) {
             continue;
@@ -712,102 +686,20 @@ fn on_change(
                         new_hashes.push((i, cgu.clone(), h));
                     }
                 }
-                // A hot fn's code and its registry entry may sit in different codegen units;
-                // the patch needs the entry of every hot fn whose code it carries.
-                let mut needed: HashSet<String> = changed_cgus.iter().cloned().collect();
-                let mut changed_fns: HashSet<String> = HashSet::new();
-                let mut new_index = Vec::new();
+                let mut rebuilt = HashMap::new();
                 for cgu in &changed_cgus {
                     let idx =
                         link::index_object(&objs.objects[cgu]).map_err(|e| anyhow::anyhow!(e.0))?;
-                    let old = pa.index[i].get(cgu);
-                    for (f, h) in &idx.code {
-                        if old.and_then(|o| o.code.get(f)) != Some(h) {
-                            changed_fns.insert(f.clone());
-                        }
-                    }
-                    new_index.push((cgu.clone(), idx));
+                    rebuilt.insert(cgu.clone(), idx);
                 }
-                // Unchanged code that reaches changed code (generic instantiations such as
-                // tokio's spawn, task vtable and harness for a future defined in the edited fn)
-                // must come along, or the patch would reach the old code through the host.
-                let current = || {
-                    pa.index[i]
-                        .iter()
-                        .filter(|(c, _)| !new_index.iter().any(|(n, _)| n == *c))
-                        .map(|(_, idx)| idx)
-                        .chain(new_index.iter().map(|(_, idx)| idx))
-                };
-                let reach = link::reaching(current(), &changed_fns);
+                let (needed, changed_fns) = link::select_units(&pa.index[i], &rebuilt, &pa.host);
                 if std::env::var_os("CARGO_HOT_DEBUG").is_some() {
                     let mut names: Vec<String> = changed_fns.iter().map(|f| demangle(f)).collect();
                     names.sort();
-                    eprintln!(
-                        "[debug] changed functions: {names:#?}\n[debug] {} symbols reach them",
-                        reach.len()
-                    );
-                }
-                for (cgu, idx) in pa.index[i].iter() {
-                    if !needed.contains(cgu) && idx.refs.iter().any(|(d, _)| reach.contains(d)) {
-                        needed.insert(cgu.clone());
-                    }
-                }
-                // And the other way: a symbol the patch needs that the running program does
-                // not have (release builds share anonymous constants across units) comes from
-                // the unit that defines it now.
-                let mut definer: HashMap<&str, &str> = HashMap::new();
-                for (cgu, idx) in pa.index[i]
-                    .iter()
-                    .filter(|(c, _)| !new_index.iter().any(|(n, _)| n == *c))
-                {
-                    for (d, _) in &idx.refs {
-                        definer.insert(d.as_str(), cgu.as_str());
-                    }
-                }
-                for (cgu, idx) in &new_index {
-                    for (d, _) in &idx.refs {
-                        definer.insert(d.as_str(), cgu.as_str());
-                    }
-                }
-                let index_of = |c: &str| {
-                    new_index
-                        .iter()
-                        .find(|(n, _)| n == c)
-                        .map(|(_, i)| i)
-                        .or_else(|| pa.index[i].get(c))
-                };
-                let mut work: Vec<String> = needed.iter().cloned().collect();
-                while let Some(c) = work.pop() {
-                    let Some(idx) = index_of(&c) else { continue };
-                    for u in &idx.undefined {
-                        let known =
-                            matches!(pa.host.lookup(u), Ok(Some(_))) || pa.host.imports.contains(u);
-                        if let (false, Some(d)) = (known, definer.get(u.as_str())) {
-                            if needed.insert(d.to_string()) {
-                                work.push(d.to_string());
-                            }
-                        }
-                    }
-                }
-                for (cgu, idx) in &new_index {
-                    for parent in &idx.entries {
-                        pa.entry_cgu[i].insert(parent.clone(), cgu.clone());
-                    }
-                    for parent in &idx.async_targets {
-                        pa.target_cgu[i].insert(parent.clone(), cgu.clone());
-                    }
-                    for (parent, ecgu) in &pa.entry_cgu[i] {
-                        if idx.functions.iter().any(|f| link::belongs_to(f, parent)) {
-                            needed.insert(ecgu.clone());
-                            if let Some(t) = pa.target_cgu[i].get(parent) {
-                                needed.insert(t.clone());
-                            }
-                        }
-                    }
+                    eprintln!("[debug] changed symbols: {names:#?}\n[debug] units: {needed:?}");
                 }
                 changed_objs.extend(needed.iter().filter_map(|c| objs.objects.get(c).cloned()));
-                new_indexes.extend(new_index.into_iter().map(|(c, idx)| (i, c, idx)));
-                all_changed_fns.extend(changed_fns);
+                new_indexes.extend(rebuilt.into_iter().map(|(c, idx)| (i, c, idx)));
             }
         }
     }

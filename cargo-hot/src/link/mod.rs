@@ -234,6 +234,91 @@ pub fn reaching<'a>(
     seen
 }
 
+/// The codegen units a patch must carry, given the units as running and those rebuilt with new
+/// content (by unit name). Returns the units and the changed symbols.
+///
+/// 1. every rebuilt unit;
+/// 2. every unit defining a symbol that reaches changed code or data (e.g. tokio's spawn, task
+///    vtable and harness for a future defined in the edited fn), else the patch would reach the
+///    old code through the running program's copies;
+/// 3. every unit defining a symbol the patch needs that the running program does not have
+///    (optimized builds share anonymous constants across units), transitively;
+/// 4. for each hot fn whose code a rebuilt unit defines, the units of its registry entry and of
+///    its async entry shim.
+pub fn select_units(
+    running: &std::collections::HashMap<String, ObjectIndex>,
+    rebuilt: &std::collections::HashMap<String, ObjectIndex>,
+    host: &crate::host::HostImage,
+) -> (
+    std::collections::HashSet<String>,
+    std::collections::HashSet<String>,
+) {
+    use std::collections::{HashMap, HashSet};
+    // The units as they will be once the patch is in: rebuilt ones replace running ones.
+    let mut current: HashMap<&str, &ObjectIndex> =
+        running.iter().map(|(c, i)| (c.as_str(), i)).collect();
+    current.extend(rebuilt.iter().map(|(c, i)| (c.as_str(), i)));
+
+    let mut changed = HashSet::new();
+    for (cgu, idx) in rebuilt {
+        let old = running.get(cgu);
+        for (f, h) in &idx.code {
+            if old.and_then(|o| o.code.get(f)) != Some(h) {
+                changed.insert(f.clone());
+            }
+        }
+    }
+    let mut needed: HashSet<String> = rebuilt.keys().cloned().collect();
+
+    let reach = reaching(current.values().copied(), &changed);
+    for (cgu, idx) in &current {
+        if idx.refs.iter().any(|(d, _)| reach.contains(d)) {
+            needed.insert(cgu.to_string());
+        }
+    }
+
+    let mut definer: HashMap<&str, &str> = HashMap::new();
+    let mut entry_unit: HashMap<&str, &str> = HashMap::new();
+    let mut shim_unit: HashMap<&str, &str> = HashMap::new();
+    for (cgu, idx) in &current {
+        for (d, _) in &idx.refs {
+            definer.insert(d.as_str(), cgu);
+        }
+        for parent in &idx.entries {
+            entry_unit.insert(parent.as_str(), cgu);
+        }
+        for parent in &idx.async_targets {
+            shim_unit.insert(parent.as_str(), cgu);
+        }
+    }
+    let mut work: Vec<String> = needed.iter().cloned().collect();
+    while let Some(c) = work.pop() {
+        let Some(idx) = current.get(c.as_str()) else {
+            continue;
+        };
+        for u in &idx.undefined {
+            let known = matches!(host.lookup(u), Ok(Some(_))) || host.imports.contains(u);
+            if let (false, Some(d)) = (known, definer.get(u.as_str())) {
+                if needed.insert(d.to_string()) {
+                    work.push(d.to_string());
+                }
+            }
+        }
+    }
+
+    for idx in rebuilt.values() {
+        for (parent, unit) in &entry_unit {
+            if idx.functions.iter().any(|f| belongs_to(f, parent)) {
+                needed.insert(unit.to_string());
+                if let Some(t) = shim_unit.get(parent) {
+                    needed.insert(t.to_string());
+                }
+            }
+        }
+    }
+    (needed, changed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
