@@ -154,7 +154,13 @@ struct Program {
     next_addr: u64,
     reserve_end: u64,
     connected: bool,
+    /// The program's stdin when cargo hot owns the terminal: lines that are not `r`/`q` go here.
+    stdin: Option<std::process::ChildStdin>,
 }
+
+/// Set when cargo hot reads the terminal for its `r`/`q` keys; the program then gets a pipe as
+/// stdin and every other line typed is forwarded to it, so interactive programs keep working.
+static FORWARD_STDIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl Drop for Program {
     fn drop(&mut self) {
@@ -228,10 +234,11 @@ pub fn run(opts: Options) -> Result<i32> {
 
     let keys = !opts.build_only && std::io::stdin().is_terminal();
     if keys {
+        FORWARD_STDIN.store(true, std::sync::atomic::Ordering::Relaxed);
         let tx = tx.clone();
         std::thread::spawn(move || {
             for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-                if tx.send(Event::Key(line.trim().to_string())).is_err() {
+                if tx.send(Event::Key(line)).is_err() {
                     break;
                 }
             }
@@ -265,20 +272,25 @@ pub fn run(opts: Options) -> Result<i32> {
                 }
                 return Ok(130);
             }
-            Event::Key(k) if k == "q" => {
+            Event::Key(k) if k.trim() == "q" => {
                 if let Some((p, _)) = &state {
                     stop(p.pid);
                 }
                 return Ok(0);
             }
-            Event::Key(k) if k == "r" => {
+            Event::Key(k) if k.trim() == "r" => {
                 if let Some((p, _)) = state.take() {
                     stop(p.pid);
                 }
                 ui::warn("Restarting", "(requested)");
                 need_start = true;
             }
-            Event::Key(_) => {}
+            Event::Key(line) => {
+                if let Some(stdin) = state.as_mut().and_then(|(p, _)| p.stdin.as_mut()) {
+                    // A program that stopped reading stdin is not an error worth reporting.
+                    let _ = writeln!(stdin, "{line}");
+                }
+            }
             Event::WatchError(e) => ui::bad("error", &e),
             Event::ProgramExited(pid, status) => {
                 if state.as_ref().is_some_and(|(p, _)| p.pid == pid) {
@@ -482,10 +494,14 @@ fn start_once(
             Ok(())
         });
     }
+    if FORWARD_STDIN.load(std::sync::atomic::Ordering::Relaxed) {
+        cmd.stdin(std::process::Stdio::piped());
+    }
     ui::good("Running", &format!("`{}`", fat.exe.display()));
     let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", fat.exe.display()))?;
+    let stdin = child.stdin.take();
     drop(child_end);
     let pid = child.id();
     CURRENT_PROGRAM.store(pid, std::sync::atomic::Ordering::Release);
@@ -527,6 +543,7 @@ fn start_once(
         next_addr: 0,
         reserve_end: 0,
         connected: false,
+        stdin,
     };
     match prog.replies.recv_timeout(Duration::from_secs(10)) {
         Ok(Message::Hello {

@@ -153,3 +153,55 @@ fn server_handlers_are_patched_under_load_without_failed_requests() {
     assert!(hot.out().contains(&format!("[{pid}] listening")));
     hot.stop();
 }
+
+#[test]
+fn bot_handlers_are_patched_without_logging_in_again() {
+    let _serial = support::serial();
+    let mut hot = Hot::start_piped(support::copy_example("bot"), &["--", "100"]);
+    let login = hot.wait_out((0, 0), "logged in as hotbot", 120);
+    let pid = pid_of(&login);
+    let token = field(&login, "session token");
+
+    // Events from stdin reach the handlers.
+    let m = hot.mark();
+    hot.send_line("join alice");
+    hot.wait_out(m, "welcome, alice! (1 in the room)", 10);
+    hot.send_line("alice: !ping");
+    hot.wait_out(m, "pong, alice", 10);
+    hot.wait_out(m, "all quiet", 10);
+
+    // Edit the message handler (its own file): the next reply is the new one.
+    let m = hot.mark();
+    hot.edit(
+        "src/handlers/message.rs",
+        "format!(\"pong, {from}\")",
+        "format!(\"PONG!! {from}, token {}\", session.token)",
+    );
+    hot.wait_err(m, "Patched handlers::message::on_message", 60);
+    hot.send_line("alice: !ping");
+    let pong = hot.wait_out(m, "PONG!! alice", 10);
+    assert_eq!(pid_of(&pong), pid, "same process");
+    assert_eq!(field(&pong, "token"), token, "same session");
+
+    // Edit the timer handler and the join handler; the room keeps its members.
+    let m = hot.mark();
+    hot.edit("src/handlers/tick.rs", "all quiet", "still here");
+    hot.wait_out(m, "still here", 60);
+    hot.edit(
+        "src/handlers/join.rs",
+        "format!(\n        \"welcome, {who}!",
+        "format!(\n        \"hi {who}, glad you came!",
+    );
+    hot.wait_err(m, "Patched handlers::join::on_join", 60);
+    hot.send_line("join bob");
+    let hi = hot.wait_out(m, "hi bob, glad you came! (2 in the room)", 10);
+    assert_eq!(pid_of(&hi), pid);
+
+    let out = hot.out();
+    assert_eq!(
+        out.matches("logging in as").count(),
+        1,
+        "logged in once:\n{out}"
+    );
+    hot.stop();
+}

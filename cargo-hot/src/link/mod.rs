@@ -291,28 +291,32 @@ pub fn select_units(
             shim_unit.insert(parent.as_str(), cgu);
         }
     }
+    // Edited hot fns need their entry (and, for async fns, the shim holding the new body).
+    for idx in rebuilt.values() {
+        for (parent, unit) in &entry_unit {
+            if idx.functions.iter().any(|f| belongs_to(f, parent)) {
+                needed.insert(unit.to_string());
+            }
+        }
+    }
+    // Close over two rules: a unit that is in defines registry entries, and an async entry is
+    // rebound to its shim, so the shim's unit comes too (else the patch has an entry it cannot
+    // bind, and leaving that copy unbound would strand it on old code); and a symbol the host
+    // lacks must come from the unit defining it.
     let mut work: Vec<String> = needed.iter().cloned().collect();
     while let Some(c) = work.pop() {
         let Some(idx) = current.get(c.as_str()) else {
             continue;
         };
-        for u in &idx.undefined {
+        let shims = idx.entries.iter().filter_map(|p| shim_unit.get(p.as_str()));
+        let definers = idx.undefined.iter().filter_map(|u| {
             let known = matches!(host.lookup(u), Ok(Some(_))) || host.imports.contains(u);
-            if let (false, Some(d)) = (known, definer.get(u.as_str())) {
-                if needed.insert(d.to_string()) {
-                    work.push(d.to_string());
-                }
-            }
-        }
-    }
-
-    for idx in rebuilt.values() {
-        for (parent, unit) in &entry_unit {
-            if idx.functions.iter().any(|f| belongs_to(f, parent)) {
-                needed.insert(unit.to_string());
-                if let Some(t) = shim_unit.get(parent) {
-                    needed.insert(t.to_string());
-                }
+            if known { None } else { definer.get(u.as_str()) }
+        });
+        let more: Vec<String> = shims.chain(definers).map(|d| d.to_string()).collect();
+        for d in more {
+            if needed.insert(d.clone()) {
+                work.push(d);
             }
         }
     }

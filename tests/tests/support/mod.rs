@@ -99,6 +99,8 @@ fn copy_dir(src: &Path, dst: &Path) {
 
 pub struct Hot {
     pub child: Child,
+    /// The tool's stdin when started with `start_piped`; the program inherits it.
+    stdin: Option<std::process::ChildStdin>,
     pub dir: PathBuf,
     out: Arc<Mutex<String>>,
     err: Arc<Mutex<String>>,
@@ -122,13 +124,30 @@ impl Hot {
     }
 
     pub fn start_in(dir: PathBuf, args: &[&str]) -> Hot {
+        Self::launch(dir, args, false)
+    }
+
+    /// Like `start_in`, with a pipe as stdin (see `send_line`).
+    pub fn start_piped(dir: PathBuf, args: &[&str]) -> Hot {
+        Self::launch(dir, args, true)
+    }
+
+    /// Writes a line to the tool's stdin, which the program inherits (it is not a tty).
+    pub fn send_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("started with start_piped");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn launch(dir: PathBuf, args: &[&str], piped: bool) -> Hot {
         let mut cmd = Command::new(cargo_hot());
         cmd.args(["hot", "run", "--color", "never", "--target-dir"])
             .arg(shared_target())
             .args(args)
             .current_dir(&dir)
             .env_remove("CARGO_TARGET_DIR")
-            .stdin(Stdio::null())
+            .stdin(if piped { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("starting cargo-hot");
@@ -136,7 +155,9 @@ impl Hot {
         let err = Arc::new(Mutex::new(String::new()));
         pump(child.stdout.take().unwrap(), out.clone());
         pump(child.stderr.take().unwrap(), err.clone());
+        let stdin = child.stdin.take();
         let hot = Hot {
+            stdin,
             child,
             dir,
             out,
@@ -215,6 +236,12 @@ impl Hot {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The program's stdout after `mark` (without copying what came before).
+    pub fn out_since(&self, mark: (usize, usize)) -> String {
+        let out = self.out.lock().unwrap();
+        out[mark.0.min(out.len())..].to_string()
     }
 
     pub fn err_since(&self, mark: (usize, usize)) -> String {
