@@ -11,6 +11,7 @@
 
 mod build;
 mod cli;
+mod fault;
 mod host;
 mod link;
 mod record;

@@ -179,6 +179,11 @@ struct Patcher {
     snapshot: Snapshot,
     patch_dir: PathBuf,
     seq: u64,
+    faults: crate::fault::Faults,
+    /// Address of the last patch the program loaded.
+    last_loaded: Option<u64>,
+    /// "patch N (fns)" of the last patch applied, to name it if the program dies.
+    last_patch: Option<String>,
 }
 
 fn hash_file(p: &Path) -> Result<u64> {
@@ -293,14 +298,21 @@ pub fn run(opts: Options) -> Result<i32> {
             }
             Event::WatchError(e) => ui::bad("error", &e),
             Event::ProgramExited(pid, status) => {
-                if state.as_ref().is_some_and(|(p, _)| p.pid == pid) {
-                    ui::warn(
-                        "Exited",
-                        &format!(
-                            "{} ({status}); it will run again after the next successful build",
-                            program_name(&opts)
-                        ),
+                if let Some((_, pa)) = state.as_ref().filter(|(p, _)| p.pid == pid) {
+                    let last = match &pa.last_patch {
+                        Some(p) => format!("the last patch applied was {p}"),
+                        None => "no patch had been applied".into(),
+                    };
+                    let msg = format!(
+                        "{} ({status}); {last}; it will run again after the next successful build",
+                        program_name(&opts)
                     );
+                    use std::os::unix::process::ExitStatusExt;
+                    if status.signal().is_some() {
+                        ui::bad("Crashed", &msg);
+                    } else {
+                        ui::warn("Exited", &msg);
+                    }
                     state = None;
                 }
             }
@@ -313,9 +325,14 @@ pub fn run(opts: Options) -> Result<i32> {
                     need_start = true;
                     continue;
                 };
+                // A dependency's tests, benches and examples are not part of its build.
                 let outside = paths.iter().find(|p| {
-                    ws.path_deps.iter().any(|d| p.starts_with(d))
-                        && !ws.member_dirs.iter().any(|m| p.starts_with(m))
+                    ws.path_deps.iter().any(|d| {
+                        p.starts_with(d)
+                            && !["tests", "benches", "examples"]
+                                .iter()
+                                .any(|sub| p.starts_with(d.join(sub)))
+                    }) && !ws.member_dirs.iter().any(|m| p.starts_with(m))
                 });
                 let result = match outside {
                     Some(p) => Ok(ChangeResult::Restart(format!(
@@ -613,6 +630,9 @@ fn start_once(
             snapshot,
             patch_dir: patch_dir.to_path_buf(),
             seq: 0,
+            faults: crate::fault::Faults::from_env(),
+            last_loaded: None,
+            last_patch: None,
         },
     ))
 }
@@ -759,7 +779,7 @@ fn on_change(
     }
     let t_load = Instant::now();
     use std::os::unix::ffi::OsStrExt;
-    let msg = Message::Patch {
+    let mut msg = Message::Patch {
         seq: pa.seq,
         pid: prog.pid,
         build_id: pa.host.build_id.clone(),
@@ -776,7 +796,21 @@ fn on_change(
             })
             .collect(),
     };
-    writeln!(prog.ctl, "{}", msg.encode()).context("sending the patch to the program")?;
+    let send = pa
+        .faults
+        .inject(&mut msg, pa.last_loaded)
+        .context("injecting a fault (CARGO_HOT_FAULT)")?;
+    let line = format!("{}\n", msg.encode());
+    if send == crate::fault::Send::HalfThenDie {
+        let _ = prog.ctl.write_all(&line.as_bytes()[..line.len() / 2]);
+        crate::fault::die();
+    }
+    prog.ctl
+        .write_all(line.as_bytes())
+        .context("sending the patch to the program")?;
+    if send == crate::fault::Send::WholeThenDie {
+        crate::fault::die();
+    }
     // The range is spent whatever the answer: a failed dlopen may still have mapped part of it.
     prog.next_addr = (linked.addr + linked.len + 0xffff) & !0xffff;
     let reply = loop {
@@ -798,6 +832,7 @@ fn on_change(
     let load_time = t_load.elapsed();
     match reply {
         Message::Applied { refused, .. } => {
+            pa.last_loaded = Some(linked.addr);
             for (i, cgu, h) in new_hashes {
                 pa.running[i].insert(cgu, h);
             }
@@ -818,6 +853,7 @@ fn on_change(
                 .map(|f| short(&f.name))
                 .collect();
             let total = t0.elapsed();
+            pa.last_patch = Some(format!("patch {} ({})", pa.seq, names.join(", ")));
             ui::good(
                 "Patched",
                 &format!(

@@ -147,10 +147,13 @@ fn serve(
             Ok(_) => {}
         }
         if line.last() != Some(&b'\n') {
-            reply(&Message::Failed {
-                seq: 0,
-                reason: "control message too long".into(),
-            });
+            // Either too long, or the tool died mid-message: a fragment is never acted on.
+            if line.len() > MAX_LINE {
+                reply(&Message::Failed {
+                    seq: 0,
+                    reason: "control message too long".into(),
+                });
+            }
             return;
         }
         let msg = match Message::parse(&line) {

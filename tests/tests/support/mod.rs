@@ -124,12 +124,17 @@ impl Hot {
     }
 
     pub fn start_in(dir: PathBuf, args: &[&str]) -> Hot {
-        Self::launch(dir, args, false)
+        Self::launch(dir, args, false, &[])
+    }
+
+    /// Like `start`, with extra environment variables for cargo hot.
+    pub fn start_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Hot {
+        Self::launch(copy_fixture(name), args, false, env)
     }
 
     /// Like `start_in`, with a pipe as stdin (see `send_line`).
     pub fn start_piped(dir: PathBuf, args: &[&str]) -> Hot {
-        Self::launch(dir, args, true)
+        Self::launch(dir, args, true, &[])
     }
 
     /// Writes a line to the tool's stdin, which the program inherits (it is not a tty).
@@ -140,8 +145,9 @@ impl Hot {
         stdin.flush().unwrap();
     }
 
-    fn launch(dir: PathBuf, args: &[&str], piped: bool) -> Hot {
+    fn launch(dir: PathBuf, args: &[&str], piped: bool, env: &[(&str, &str)]) -> Hot {
         let mut cmd = Command::new(cargo_hot());
+        cmd.envs(env.iter().copied());
         cmd.args(["hot", "run", "--color", "never", "--target-dir"])
             .arg(shared_target())
             .args(args)
@@ -249,6 +255,16 @@ impl Hot {
         err[mark.1.min(err.len())..].to_string()
     }
 
+    /// Replaces every `from` by `to` in `file`, saving like an editor.
+    pub fn edit_all(&self, file: &str, from: &str, to: &str) {
+        let path = self.dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from:?} not in {file}");
+        let tmp = path.with_extension("rs.cargo-hot-test-tmp");
+        std::fs::write(&tmp, text.replace(from, to)).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+
     /// Replaces `from` by `to` in `file`, saving like an editor: temp file + rename.
     pub fn edit(&self, file: &str, from: &str, to: &str) {
         let path = self.dir.join(file);
@@ -289,6 +305,12 @@ impl Drop for Hot {
 unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// kill(2), for programs that outlive a killed cargo hot.
+pub fn kill_pid(pid: u32, sig: i32) {
+    // SAFETY: plain kill(2).
+    unsafe { libc_kill(pid as i32, sig) };
 }
 
 /// The `[pid]` prefix of a fixture's output line.
