@@ -124,3 +124,9 @@ fn misalign_first_segment(file: &Path) -> std::io::Result<()> {
     }
     std::fs::write(file, b)
 }
+
+/// `CARGO_HOT_SKIP_SOURCE_CHECK=1` turns off the source-level rude-edit check, so the tests can
+/// show that the patch-time layout guard (static sizes, hot fn fingerprints) refuses on its own.
+pub fn skip_source_check() -> bool {
+    std::env::var_os("CARGO_HOT_SKIP_SOURCE_CHECK").is_some_and(|v| v == "1")
+}

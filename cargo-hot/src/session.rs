@@ -684,7 +684,11 @@ fn on_change(
     if affected.is_empty() {
         return Ok(ChangeResult::Done);
     }
-    if let Some(rude) = pa.snapshot.check(paths) {
+    if let Some(rude) = pa
+        .snapshot
+        .check(paths)
+        .filter(|_| !crate::fault::skip_source_check())
+    {
         return Ok(ChangeResult::Restart(rude));
     }
     if !prog.connected {

@@ -173,3 +173,75 @@ fn a_crashing_program_is_reported_and_restarted_on_the_next_edit() {
     steady(&hot, pid_of(&l), "v1");
     hot.stop();
 }
+
+#[test]
+fn layout_changes_are_refused_at_patch_time_even_past_the_source_check() {
+    let _serial = support::serial();
+    // With the source-level rude-edit check off, the patch-time guard alone must refuse.
+    let hot = Hot::start_env(
+        "layout",
+        &["--no-restart"],
+        &[("CARGO_HOT_SKIP_SOURCE_CHECK", "1")],
+    );
+    let first = hot.wait_out((0, 0), "v0 hits=", 600);
+    let pid = pid_of(&first);
+    let cases: [(&str, &[(&str, &str)], &str); 3] = [
+        (
+            "a static's type",
+            &[
+                (
+                    "static HITS: AtomicU32 = AtomicU32::new(0);",
+                    "static HITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);",
+                ),
+                (
+                    "HITS.fetch_add(1, Ordering::Relaxed)\n",
+                    "HITS.fetch_add(1, Ordering::Relaxed) as u32\n",
+                ),
+            ],
+            "static `fx_layout::HITS` changed size (4 -> 8 bytes)",
+        ),
+        (
+            "a field of a struct passed to a hot fn",
+            &[
+                ("    y: u32,\n}", "    y: u32,\n    z: u32,\n}"),
+                ("Pt { x: 1, y: 2 }", "Pt { x: 1, y: 2, z: 3 }"),
+            ],
+            "the signature of `fx_layout::norm` changed",
+        ),
+        (
+            "an enum's variants",
+            &[
+                ("    Line(u8),\n}", "    Line(u8),\n    Big(u64),\n}"),
+                (
+                    "w as u32,\n",
+                    "w as u32,\n        Shape::Big(w) => w as u32,\n",
+                ),
+            ],
+            "the signature of `fx_layout::weight` changed",
+        ),
+    ];
+    for (what, edits, reason) in cases {
+        let original = std::fs::read_to_string(hot.dir.join(FILE)).unwrap();
+        let m = hot.mark();
+        for (from, to) in edits {
+            hot.edit(FILE, from, to);
+        }
+        let refused = hot.wait_err(m, "Refused", 60);
+        assert!(refused.contains(reason), "{what}: {refused}");
+        assert!(!hot.err_since(m).contains("Patched"), "{what}");
+        let m2 = hot.mark();
+        let l = hot.wait_out(m2, "v0 hits=", 10);
+        assert_eq!(pid_of(&l), pid, "{what}: old code keeps running");
+        // Put it back: nothing to patch.
+        let m = hot.mark();
+        let tmp = hot.dir.join("src/main.rs.tmp");
+        std::fs::write(&tmp, original).unwrap();
+        std::fs::rename(&tmp, hot.dir.join(FILE)).unwrap();
+        hot.wait_err(m, "Unchanged", 60);
+    }
+    let m = hot.mark();
+    hot.edit(FILE, "p.x + p.y", "p.x * 10 + p.y");
+    let l = hot.wait_out(m, "norm=12 ", 60);
+    assert_eq!(pid_of(&l), pid);
+    hot.stop();
+}

@@ -38,6 +38,8 @@ pub struct Job<'a> {
 }
 
 const ANCHOR: &[u8] = b".hot_anchor";
+/// Largest section alignment accepted (`#[repr(align)]` allows at most 2^29).
+const MAX_ALIGN: u64 = 1 << 29;
 
 fn refuse<T>(msg: impl Into<String>) -> Result<T, Refused> {
     Err(Refused(msg.into()))
@@ -121,6 +123,11 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
             }
             let id = out.add_section(Vec::new(), name.as_bytes().to_vec(), s.kind());
             let align = s.align().max(1);
+            // The writer needs a power of two and pads the file to it; rustc never asks for more
+            // than `#[repr(align)]`'s limit, 2^29.
+            if !align.is_power_of_two() || align > MAX_ALIGN {
+                return refuse(format!("section {name} has an invalid alignment ({align})"));
+            }
             if s.kind() == SectionKind::UninitializedData {
                 out.append_section_bss(id, s.size(), align);
             } else {
@@ -230,12 +237,17 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                 .map_err(|e| Refused(e.to_string()))?;
             let sec_name = section.name().unwrap_or("");
             let dem = demangle(name);
+            // Offset of the symbol in its section (a malformed object can put it before).
+            let value = s
+                .address()
+                .checked_sub(section.address())
+                .ok_or_else(|| Refused(format!("symbol `{dem}` lies outside its section")))?;
             if let Some(parent) = dem.strip_suffix(ENTRY_SUFFIX) {
-                let off = (s.address() - section.address()) as usize;
+                let off = value as usize;
                 let bytes = section
                     .data()
                     .ok()
-                    .and_then(|d| d.get(off..off + 12))
+                    .and_then(|d| d.get(off..off.checked_add(12)?))
                     .ok_or_else(|| Refused(format!("malformed registry entry {dem}")))?;
                 entries.push(EntrySym {
                     parent: parent.to_string(),
@@ -287,7 +299,7 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
             };
             let sym = write::Symbol {
                 name: name.as_bytes().to_vec(),
-                value: s.address() - section.address(),
+                value,
                 size: s.size(),
                 kind: match s.kind() {
                     SymbolKind::Unknown => SymbolKind::Label,
@@ -338,7 +350,9 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                 match r_type {
                     elf::R_X86_64_TPOFF32 => {
                         let base_off = match tpoff.get(&tsym) {
-                            Some(v) => *v + addend,
+                            Some(v) => v.checked_add(addend).ok_or_else(|| {
+                                Refused("thread-local offset out of range".into())
+                            })?,
                             None => {
                                 // Section symbol of a TLS section: find the named TLS symbol.
                                 let (sym_idx, delta) = covering(&named_in, &target, addend, 0)
@@ -350,14 +364,22 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                                 let v = tpoff.get(&sym_idx).ok_or_else(|| {
                                     Refused("TLS relocation to an unknown thread-local".into())
                                 })?;
-                                *v + delta
+                                v.checked_add(delta).ok_or_else(|| {
+                                    Refused("thread-local offset out of range".into())
+                                })?
                             }
                         };
                         let value = i32::try_from(base_off)
                             .map_err(|_| Refused("thread-local offset out of range".into()))?;
-                        let data = out.section_mut(out_sec).data_mut();
+                        let section = out.section_mut(out_sec);
+                        if section.is_bss() {
+                            // No bytes to patch (and `data_mut` must not be called).
+                            return refuse("relocation outside its section");
+                        }
+                        let data = section.data_mut();
                         let o = offset as usize;
-                        data.get_mut(o..o + 4)
+                        o.checked_add(4)
+                            .and_then(|end| data.get_mut(o..end))
                             .ok_or_else(|| Refused("relocation outside its section".into()))?
                             .copy_from_slice(&value.to_le_bytes());
                         continue;
@@ -517,16 +539,17 @@ fn covering(
 ) -> Option<(object::SymbolIndex, i64)> {
     let list = named_in.get(&target.section_index()?)?;
     let section_base = target.address();
+    // Offsets in the section; `None` (no covering symbol) where a malformed object overflows.
+    let offset = |addr: u64| i64::try_from(addr.checked_sub(section_base)?).ok();
     if let [(addr, _, idx)] = list.as_slice() {
-        return Some((*idx, addend - (*addr - section_base) as i64));
+        return Some((*idx, addend.checked_sub(offset(*addr)?)?));
     }
-    let at = addend + bias;
-    list.iter()
-        .find(|(addr, size, _)| {
-            let off = (*addr - section_base) as i64;
-            at >= off && at < off + (*size).max(1) as i64
-        })
-        .map(|(addr, _, idx)| (*idx, addend - (*addr - section_base) as i64))
+    let at = addend.checked_add(bias)?;
+    list.iter().find_map(|(addr, size, idx)| {
+        let off = offset(*addr)?;
+        let end = off.checked_add(i64::try_from((*size).max(1)).ok()?)?;
+        (at >= off && at < end).then_some((*idx, addend.checked_sub(off)?))
+    })
 }
 
 fn host_symbol(

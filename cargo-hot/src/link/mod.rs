@@ -6,6 +6,10 @@ use std::path::PathBuf;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod elf_x86_64;
 
+/// Property-based fuzzing of `index_object` and `link` (see the module's docs).
+#[cfg(all(test, target_os = "linux", target_arch = "x86_64"))]
+mod fuzz;
+
 /// Why a patch cannot be applied; the running program keeps its code.
 #[derive(Debug, Clone)]
 pub struct Refused(pub String);
