@@ -194,10 +194,11 @@ fn seed_work() -> Vec<u8> {
 /// Changes to `seed_work`'s object made through the writer, so every value is well-formed ELF.
 #[derive(Clone, Debug, Default)]
 struct Tweaks {
-    /// Extra relocations: section, offset, target symbol, addend, type.
-    relocs: Vec<(Index, u64, Index, i64, u32)>,
-    /// New value and size of a symbol.
-    symbols: Vec<(Index, u64, u64)>,
+    /// Extra relocations: section, offset, target symbol, addend, type. Sections and symbols are
+    /// numbered in the order `work_object` creates them, modulo their count.
+    relocs: Vec<(usize, u64, usize, i64, u32)>,
+    /// New value and size of a defined symbol.
+    symbols: Vec<(usize, u64, u64)>,
 }
 
 fn work_object(tweaks: &Tweaks) -> Result<Vec<u8>, object::write::Error> {
@@ -319,9 +320,9 @@ fn work_object(tweaks: &Tweaks) -> Result<Vec<u8>, object::write::Error> {
     ];
     for (sec, offset, target, addend, r_type) in &tweaks.relocs {
         relocs.push((
-            sections[sec.index(sections.len())],
+            sections[sec % sections.len()],
             *offset,
-            symbols[target.index(symbols.len())],
+            symbols[target % symbols.len()],
             *addend,
             *r_type,
         ));
@@ -338,7 +339,7 @@ fn work_object(tweaks: &Tweaks) -> Result<Vec<u8>, object::write::Error> {
         )?;
     }
     for (i, value, size) in &tweaks.symbols {
-        let s = obj.symbol_mut(symbols[i.index(defined.len())]);
+        let s = obj.symbol_mut(symbols[i % defined.len()]);
         s.value = *value;
         s.size = *size;
     }
@@ -701,10 +702,10 @@ fn tweaks() -> impl Strategy<Value = Tweaks> {
     let size = prop_oneof![3 => 0u64..32, 1 => u64_edges];
     (
         vec(
-            (any::<Index>(), offset, any::<Index>(), addend, r_type),
+            (any::<usize>(), offset, any::<usize>(), addend, r_type),
             0..5,
         ),
-        vec((any::<Index>(), value, size), 0..3),
+        vec((any::<usize>(), value, size), 0..3),
     )
         .prop_map(|(relocs, symbols)| Tweaks { relocs, symbols })
 }
@@ -734,6 +735,99 @@ fn seeds_are_read_and_relocated() {
         e.0.starts_with("writing /dev/null/cargo-hot-fuzz/patch-1.o"),
         "{e}"
     );
+}
+
+/// The inputs on which the fuzzing found `link` panicking (debug build: overflow checks and the
+/// `object` writer's debug assertions), now refusals.
+#[test]
+fn malformed_objects_found_by_fuzzing_are_refused() {
+    let scratch = Scratch::new("found");
+    let helper = scratch.write("helper.o", &seeds()[1].bytes);
+    let link_work = |bytes: &[u8]| -> Result<(), String> {
+        let work = scratch.write("work.o", bytes);
+        index_object(&work).map_err(|e| format!("index_object: {e}"))?;
+        match link_objects(vec![work, helper.clone()]) {
+            Ok(_) => Err("linked".to_string()),
+            Err(e) => Err(e.0),
+        }
+    };
+    // A field of `.text.work`'s section header.
+    let text_header = |field: usize, value: u64| {
+        let mut b = seeds()[0].bytes.clone();
+        let file = object::File::parse(&*b).unwrap();
+        let index = {
+            use object::{Object, ObjectSection};
+            file.section_by_name(".text.work").unwrap().index().0
+        };
+        let shoff = u64::from_le_bytes(b[0x28..0x30].try_into().unwrap()) as usize;
+        let at = shoff + index * 64 + field;
+        b[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        b
+    };
+    let tweaked = |relocs| {
+        work_object(&Tweaks {
+            relocs,
+            symbols: Vec::new(),
+        })
+        .unwrap()
+    };
+    const TEXT: usize = 0;
+    const BSS: usize = 6;
+    const STATE_SYM: usize = 6;
+    const DATA_SECTION_SYM: usize = 11 + 3;
+    const TBSS_SECTION_SYM: usize = 11 + 7;
+    use elf::{R_X86_64_PC32, R_X86_64_TPOFF32};
+    let cases: [(&str, Vec<u8>, &str); 7] = [
+        // sh_addralign 3: the writer asserts a power of two (and pads to huge ones).
+        ("alignment", text_header(48, 3), "invalid alignment (3)"),
+        // sh_addr above the symbols' values: `value - section address` underflowed.
+        (
+            "sh_addr",
+            text_header(16, 0x100),
+            "lies outside its section",
+        ),
+        // TPOFF32 with an addend that overflows the thread-pointer offset.
+        (
+            "TPOFF32 addend",
+            tweaked(vec![(TEXT, 0, STATE_SYM, i64::MIN, R_X86_64_TPOFF32)]),
+            "thread-local offset out of range",
+        ),
+        // The same through the TLS section's symbol (`covering`, then the offset).
+        (
+            "TPOFF32 section addend",
+            tweaked(vec![(
+                TEXT,
+                0,
+                TBSS_SECTION_SYM,
+                i64::MIN,
+                R_X86_64_TPOFF32,
+            )]),
+            "thread-local offset out of range",
+        ),
+        // TPOFF32 at the end of the address space: `offset + 4` overflowed.
+        (
+            "TPOFF32 offset",
+            tweaked(vec![(TEXT, u64::MAX - 3, STATE_SYM, 0, R_X86_64_TPOFF32)]),
+            "relocation outside its section",
+        ),
+        // TPOFF32 inside `.bss`: the writer asserts data is never taken from a bss section.
+        (
+            "TPOFF32 in .bss",
+            tweaked(vec![(BSS, 0, STATE_SYM, 0, R_X86_64_TPOFF32)]),
+            "relocation outside its section",
+        ),
+        // `section + addend` into writable data with an addend that overflows `covering`: no
+        // covering static, the section symbol is kept.
+        (
+            "PC32 addend",
+            tweaked(vec![(TEXT, 0, DATA_SECTION_SYM, i64::MAX, R_X86_64_PC32)]),
+            "writing /dev/null/",
+        ),
+    ];
+    for (what, bytes, expected) in cases {
+        let e = link_work(&bytes).unwrap_err();
+        assert!(e.contains(expected), "{what}: {e}");
+    }
 }
 
 /// A section header with plausible field values.
