@@ -240,6 +240,18 @@ impl ThinCrate {
 
     /// Replays rustc. Errors come back rendered.
     pub fn build(&self) -> Result<Outcome<ThinObjects>> {
+        Ok(self
+            .build_until(&mut || false)?
+            .expect("a build nothing supersedes completes"))
+    }
+
+    /// Like `build`, but gives up (returning `None`) as soon as `superseded()` says a newer
+    /// save arrived: the build starts on the first event of a burst, and only the build of the
+    /// last content completes.
+    pub fn build_until(
+        &self,
+        superseded: &mut dyn FnMut() -> bool,
+    ) -> Result<Option<Outcome<ThinObjects>>> {
         let start = Instant::now();
         std::fs::create_dir_all(&self.out_dir)?;
         for e in std::fs::read_dir(&self.out_dir)? {
@@ -249,16 +261,40 @@ impl ThinCrate {
                 let _ = std::fs::remove_file(&p);
             }
         }
-        let output = Command::new(&self.inv.rustc)
+        let mut child = Command::new(&self.inv.rustc)
             .args(self.thin_args())
             .env_clear()
             .envs(&self.inv.env)
             .current_dir(&self.inv.cwd)
             .stdin(Stdio::null())
-            .output()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .with_context(|| format!("running {}", self.inv.rustc.display()))?;
-        if !output.status.success() {
-            return Ok(Outcome::Failed(render_diagnostics(&output.stderr)));
+        // Read stderr on the side: a long diagnostic must not fill the pipe and stall rustc.
+        let mut pipe = child.stderr.take().expect("piped");
+        let reader = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut pipe, &mut b);
+            b
+        });
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if superseded() {
+                // rustc's incremental session is discarded; the next build reuses the last
+                // finished one.
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = reader.join();
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        let stderr = reader.join().unwrap_or_default();
+        if !status.success() {
+            return Ok(Some(Outcome::Failed(render_diagnostics(&stderr))));
         }
         let mut objects = BTreeMap::new();
         for e in std::fs::read_dir(&self.out_dir)? {
@@ -281,10 +317,10 @@ impl ThinCrate {
         if objects.is_empty() {
             bail!("rustc left no object files in {}", self.out_dir.display());
         }
-        Ok(Outcome::Built(ThinObjects {
+        Ok(Some(Outcome::Built(ThinObjects {
             objects,
             elapsed: start.elapsed(),
-        }))
+        })))
     }
 }
 

@@ -124,7 +124,7 @@ pub struct RunArgs {
     #[arg(long, help_heading = "Hot Options")]
     pub no_restart: bool,
 
-    /// Milliseconds to wait for a burst of saves to settle [default: 50, or
+    /// Milliseconds to wait for a burst of saves to settle [default: 5, or
     /// `[package.metadata.hot] debounce-ms`]
     #[arg(long, value_name = "MS", help_heading = "Hot Options")]
     pub debounce: Option<u64>,
@@ -295,7 +295,7 @@ pub fn main(mut argv: Vec<OsString>) -> Result<i32> {
             run.as_ref()
                 .and_then(|r| r.debounce)
                 .or(cfg.debounce_ms)
-                .unwrap_or(50),
+                .unwrap_or(5),
         ),
         poll: run.as_ref().is_some_and(|r| r.poll),
         extra_watch: run

@@ -251,6 +251,8 @@ pub fn run(opts: Options) -> Result<i32> {
     }
 
     let mut state: Option<(Program, Patcher)> = None;
+    // Events that arrived while a build was watching for newer saves.
+    let mut deferred: std::collections::VecDeque<Event> = std::collections::VecDeque::new();
     let mut need_start = true;
     loop {
         if need_start {
@@ -266,9 +268,12 @@ pub fn run(opts: Options) -> Result<i32> {
                 }
             }
         }
-        let ev = match rx.recv() {
-            Ok(ev) => ev,
-            Err(_) => return Ok(0),
+        let ev = match deferred.pop_front() {
+            Some(ev) => ev,
+            None => match rx.recv() {
+                Ok(ev) => ev,
+                Err(_) => return Ok(0),
+            },
         };
         match ev {
             Event::Quit => {
@@ -317,9 +322,12 @@ pub fn run(opts: Options) -> Result<i32> {
                 }
             }
             Event::Changed(mut paths) => {
-                // A burst of saves during a build becomes one more build with the latest content.
-                while let Ok(Event::Changed(more)) = rx.recv_timeout(Duration::from_millis(5)) {
-                    paths.extend(more);
+                // Saves already queued join this build.
+                while let Ok(ev) = rx.try_recv() {
+                    match ev {
+                        Event::Changed(more) => paths.extend(more),
+                        other => deferred.push_back(other),
+                    }
                 }
                 let Some((prog, patcher)) = state.as_mut() else {
                     need_start = true;
@@ -340,10 +348,35 @@ pub fn run(opts: Options) -> Result<i32> {
                          which cargo hot rebuilds but does not patch",
                         p.display()
                     ))),
-                    None => on_change(&paths, prog, patcher, &opts),
+                    None => loop {
+                        // A save during the build cancels it; the next build has every path.
+                        let mut newer = Vec::new();
+                        let mut superseded = || {
+                            let mut got = false;
+                            while let Ok(ev) = rx.try_recv() {
+                                match ev {
+                                    Event::Changed(more) => {
+                                        newer.extend(more);
+                                        got = true;
+                                    }
+                                    other => deferred.push_back(other),
+                                }
+                            }
+                            got
+                        };
+                        match on_change(&paths, prog, patcher, &opts, &mut superseded) {
+                            Ok(ChangeResult::Superseded) => {
+                                paths.extend(newer);
+                                paths.sort();
+                                paths.dedup();
+                            }
+                            other => break other,
+                        }
+                    },
                 };
                 match result {
-                    Ok(ChangeResult::Done) => {}
+                    // Never escapes the loop above.
+                    Ok(ChangeResult::Done | ChangeResult::Superseded) => {}
                     Ok(ChangeResult::Restart(why)) => {
                         if opts.restart == RestartPolicy::Restart {
                             ui::warn("Restarting", &format!("{}: {why}", program_name(&opts)));
@@ -653,6 +686,8 @@ fn crates_in(host: &HostImage) -> HashSet<String> {
 enum ChangeResult {
     Done,
     Restart(String),
+    /// A newer save arrived during the build, which was abandoned.
+    Superseded,
 }
 
 fn on_change(
@@ -660,6 +695,7 @@ fn on_change(
     prog: &mut Program,
     pa: &mut Patcher,
     opts: &Options,
+    superseded: &mut dyn FnMut() -> bool,
 ) -> Result<ChangeResult> {
     let t0 = Instant::now();
     for p in paths {
@@ -705,7 +741,12 @@ fn on_change(
             continue;
         }
         let c = &pa.crates[i];
-        match c.build()? {
+        let t_build = Instant::now();
+        let Some(built) = c.build_until(superseded)? else {
+            return Ok(ChangeResult::Superseded);
+        };
+        debug_time("thin build (cargo-side)", t_build);
+        match built {
             Outcome::Failed(diag) => {
                 ui::diagnostics(&diag);
                 ui::bad(
@@ -753,6 +794,7 @@ fn on_change(
         return Ok(ChangeResult::Done);
     }
     pa.seq += 1;
+    debug_time("everything before link", t0);
     let t_link = Instant::now();
     let name = format!("patch-{}", pa.seq);
     let job = link::Job {
@@ -844,7 +886,9 @@ fn on_change(
                 pa.index[i].insert(cgu, idx);
             }
             pa.snapshot.update(paths);
+            let t_absorb = Instant::now();
             pa.host.absorb_patch(&linked.path, prog.base)?;
+            debug_time("absorb patch symbols", t_absorb);
             let by_entry: HashMap<u64, &str> = linked
                 .fns
                 .iter()
@@ -886,6 +930,16 @@ fn on_change(
             "the program refused the patch: {reason}"
         ))),
         other => bail!("unexpected answer from the program: {other:?}"),
+    }
+}
+
+/// With `CARGO_HOT_DEBUG`, how long a step took (for profiling the time beyond rustc).
+fn debug_time(what: &str, since: Instant) {
+    if std::env::var_os("CARGO_HOT_DEBUG").is_some() {
+        eprintln!(
+            "[debug] {what}: {:.1} ms",
+            since.elapsed().as_secs_f64() * 1000.0
+        );
     }
 }
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Every figure in BENCHMARKS.md, one after the other, printed as the tables BENCHMARKS.md holds
+# (about 20 minutes on the 2-core machine). Run from anywhere: bash bench/all.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null || { echo "bench/all.sh needs wrk (Debian: apt-get install wrk)" >&2; exit 1; }
+echo "## Call overhead, hot mode (hot-runtime built with its test feature \`hot\`)"
+cargo bench -q -p hot-runtime --features hot --bench call_overhead
+echo "## Call overhead, plain mode"
+cargo bench -q -p hot-runtime --bench call_overhead
+echo "## Save -> effect, hello-sized crate"
+python3 bench/patch_latency.py tests/fixtures/hello src/main.rs "Hello from hot-patched code!" 20
+echo "## Save -> effect, tokio + tracing + serde_json crate"
+python3 bench/patch_latency.py tests/fixtures/asyncapp src/main.rs "traced v1" 20
+echo "## Memory over 300 patches"
+python3 bench/patch_latency.py tests/fixtures/hello src/main.rs "Hello from hot-patched code!" 300
+echo "## examples/server under load"
+python3 bench/under_load.py 10 20
