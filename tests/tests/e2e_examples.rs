@@ -189,8 +189,8 @@ fn bot_handlers_are_patched_without_logging_in_again() {
     hot.wait_out(m, "still here", 60);
     hot.edit(
         "src/handlers/join.rs",
-        "format!(\n        \"welcome, {who}!",
-        "format!(\n        \"hi {who}, glad you came!",
+        "\"welcome, {who}!",
+        "\"hi {who}, glad you came!",
     );
     hot.wait_err(m, "Patched handlers::join::on_join", 60);
     hot.send_line("join bob");
