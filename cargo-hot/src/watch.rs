@@ -71,7 +71,20 @@ pub fn start(
     poll: bool,
     tx: Sender<crate::session::Event>,
 ) -> Result<Box<dyn std::any::Any>> {
+    let roots = dirs.to_vec();
     let handler = move |res: DebounceEventResult| match res {
+        Ok(events) if events.iter().any(|e| e.need_rescan()) => {
+            // The kernel dropped events (its queue overflowed): which files changed is unknown,
+            // so every source file is treated as changed. Rebuilding them costs one build; the
+            // object diff still patches only what really changed.
+            let _ = tx.send(crate::session::Event::WatchError(
+                "file events were lost (the kernel's event queue overflowed); rescanning every source file".into(),
+            ));
+            let paths = rescan(&roots, &filter);
+            if !paths.is_empty() {
+                let _ = tx.send(crate::session::Event::Changed(paths));
+            }
+        }
         Ok(events) => {
             let mut paths: Vec<PathBuf> = events
                 .into_iter()
@@ -99,6 +112,23 @@ pub fn start(
         let cache = notify_debouncer_full::RecommendedCache::new();
         watch_with::<notify::RecommendedWatcher, _>(dirs, debounce, handler, cache, config)
     }
+}
+
+/// Every relevant `.rs` file under `roots` (not `Cargo.toml`: a rescan must not restart the
+/// program when nothing may have changed).
+fn rescan(roots: &[PathBuf], filter: &Filter) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for root in roots {
+        for entry in ignore::WalkBuilder::new(root).build().flatten() {
+            let p = entry.path();
+            if p.extension().is_some_and(|x| x == "rs") && filter.relevant(p) {
+                out.push(p.to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Starts a debouncer over watcher `W` and watches every directory recursively.
@@ -129,4 +159,36 @@ fn describe(e: &notify::Error) -> String {
             .into();
     }
     format!("file watcher: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rescan_finds_sources_and_skips_ignored_paths() {
+        let root = std::env::temp_dir().join(format!("cargo-hot-rescan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for d in ["src/m", "target/debug", "gen"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for f in [
+            "src/main.rs",
+            "src/m/mod.rs",
+            "target/debug/x.rs",
+            "gen/g.rs",
+            "Cargo.toml",
+            "src/.main.rs.swp",
+        ] {
+            std::fs::write(root.join(f), "").unwrap();
+        }
+        std::fs::write(root.join(".gitignore"), "gen/\n").unwrap();
+        let filter = Filter::new(&root, &root.join("target"), Vec::new());
+        let found = rescan(std::slice::from_ref(&root), &filter);
+        assert_eq!(
+            found,
+            vec![root.join("src/m/mod.rs"), root.join("src/main.rs")]
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
 }
