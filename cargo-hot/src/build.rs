@@ -261,7 +261,9 @@ impl ThinCrate {
                 let _ = std::fs::remove_file(&p);
             }
         }
-        let mut child = Command::new(&self.inv.rustc)
+        let mut cmd = Command::new(&self.inv.rustc);
+        yield_cpu(&mut cmd);
+        let mut child = cmd
             .args(self.thin_args())
             .env_clear()
             .envs(&self.inv.env)
@@ -321,6 +323,22 @@ impl ThinCrate {
             objects,
             elapsed: start.elapsed(),
         })))
+    }
+}
+
+/// Niceness of the patch build's rustc and linker (0 = normal, 19 = lowest).
+const PATCH_BUILD_NICENESS: libc::c_int = 19;
+
+/// Makes a patch-build process yield the CPU to the running program: on a machine the program
+/// keeps busy, a patch takes longer instead of the program slowing down (BENCHMARKS.md, "Under
+/// load"). On an idle machine niceness changes nothing.
+pub fn yield_cpu(cmd: &mut Command) {
+    // SAFETY: setpriority(2) is async-signal-safe; it only lowers the child's own priority.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            libc::setpriority(libc::PRIO_PROCESS, 0, PATCH_BUILD_NICENESS);
+            Ok(())
+        });
     }
 }
 

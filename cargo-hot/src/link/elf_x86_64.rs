@@ -685,22 +685,24 @@ fn resolve_undefined(
 }
 
 fn run_ld(obj: &Path, so: &Path, addr: u64) -> Result<(), Refused> {
-    let output =
-        std::process::Command::new(std::env::var("CARGO_HOT_CC").unwrap_or_else(|_| "cc".into()))
-            .arg("-shared")
-            .arg("-nostdlib")
-            .arg("-o")
-            .arg(so)
-            .arg(obj)
-            .arg("-Wl,-Bsymbolic")
-            .arg("-Wl,--eh-frame-hdr")
-            .arg("-Wl,-z,noexecstack")
-            .arg("-Wl,--build-id=none")
-            .arg("-Wl,--hash-style=gnu")
-            .arg(format!("-Wl,--section-start=.hot_anchor={addr:#x}"))
-            .arg(format!("-Wl,-Ttext-segment={:#x}", addr + 0x1000))
-            .output()
-            .map_err(|e| Refused(format!("running the linker (cc): {e}")))?;
+    let mut cmd =
+        std::process::Command::new(std::env::var("CARGO_HOT_CC").unwrap_or_else(|_| "cc".into()));
+    crate::build::yield_cpu(&mut cmd);
+    let output = cmd
+        .arg("-shared")
+        .arg("-nostdlib")
+        .arg("-o")
+        .arg(so)
+        .arg(obj)
+        .arg("-Wl,-Bsymbolic")
+        .arg("-Wl,--eh-frame-hdr")
+        .arg("-Wl,-z,noexecstack")
+        .arg("-Wl,--build-id=none")
+        .arg("-Wl,--hash-style=gnu")
+        .arg(format!("-Wl,--section-start=.hot_anchor={addr:#x}"))
+        .arg(format!("-Wl,-Ttext-segment={:#x}", addr + 0x1000))
+        .output()
+        .map_err(|e| Refused(format!("running the linker (cc): {e}")))?;
     if !output.status.success() {
         return refuse(format!(
             "linking the patch failed:\n{}",
