@@ -83,3 +83,88 @@ fn ignored_files_and_the_target_dir_trigger_nothing_and_bursts_build_once() {
     );
     hot.stop();
 }
+
+/// On a terminal, cargo hot reads `r` (restart) and `q` (quit) and forwards every other line to
+/// the program. The terminal comes from util-linux `script`, which runs cargo hot on a pty.
+#[test]
+fn terminal_keys_restart_and_quit_and_other_lines_reach_the_program() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let _serial = support::serial();
+    let dir = support::copy_example("bot");
+    let cmd = format!(
+        "{} hot run --color never --target-dir {} -- 100",
+        support::cargo_hot().display(),
+        support::shared_target().display()
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, "/dev/null"])
+        .current_dir(&dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs cargo hot on a terminal");
+    let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    {
+        let out = out.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                out.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+    }
+    let wait = |needle: &str, from: usize| -> String {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            {
+                let o = out.lock().unwrap();
+                if let Some(l) = o[from.min(o.len())..].lines().find(|l| l.contains(needle)) {
+                    return l.to_string();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in:\n{}",
+                out.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let len = || out.lock().unwrap().len();
+    let mut stdin = child.stdin.take().unwrap();
+    let login = wait("logged in as hotbot", 0);
+    wait("Watching", 0);
+    let pid = support::pid_of(login.trim_start_matches(|c: char| c != '['));
+
+    let m = len();
+    writeln!(stdin, "join alice").unwrap();
+    wait("welcome, alice! (1 in the room)", m);
+
+    let m = len();
+    writeln!(stdin, "r").unwrap();
+    wait("Restarting", m);
+    let again = wait("logged in as hotbot", m);
+    let pid2 = support::pid_of(again.trim_start_matches(|c: char| c != '['));
+    assert_ne!(pid, pid2, "`r` started a new process");
+    wait("Watching", m);
+
+    writeln!(stdin, "q").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`q` did not quit:\n{}",
+            out.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "`q` exits with 0: {status:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!alive(pid2), "the program stopped with cargo hot");
+    let _ = std::fs::remove_dir_all(dir);
+}
