@@ -551,8 +551,13 @@ fn expand_sync(func: &ItemFn) -> TokenStream2 {
     };
     let unsafety = &func.sig.unsafety;
     let statics = slot_and_entry(func, &low, quote!(::hot_runtime::__private::KIND_SYNC));
+    // The hot copy is never inlined: an optimized build would otherwise copy the body into its
+    // callers (where a patch cannot reach it) and may drop the function the patch rebinds.
+    // The user's own `#[inline]` stays on the plain copy.
+    let attrs = attrs.iter().filter(|a| !a.path().is_ident("inline"));
     quote! {
         #(#attrs)*
+        #[inline(never)]
         #[allow(unused_mut, clippy::all)]
         #vis #sig {
             #statics

@@ -235,8 +235,23 @@ fn wait(_hot: &Hot, secs: u64, mut f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn every_kind_of_edit_has_the_documented_outcome() {
+    run_table(false);
+}
+
+/// The same table on optimized builds: inlining and codegen-unit partitioning differ there.
+#[test]
+fn every_kind_of_edit_has_the_documented_outcome_in_release_mode() {
+    run_table(true);
+}
+
+fn run_table(release: bool) {
     let _serial = support::serial();
-    let hot = Hot::start("edits", &["-p", "edits_app"]);
+    let args: &[&str] = if release {
+        &["-p", "edits_app", "--release"]
+    } else {
+        &["-p", "edits_app"]
+    };
+    let hot = Hot::start("edits", args);
     let m = hot.mark();
     let first = hot.wait_out(m, " end", 600);
     let mut pid = pid_of(&first);
