@@ -184,6 +184,8 @@ struct Patcher {
     last_loaded: Option<u64>,
     /// "patch N (fns)" of the last patch applied, to name it if the program dies.
     last_patch: Option<String>,
+    /// Functions of each patch sent: (host entry, name), to report answers that come later.
+    sent: HashMap<u64, Vec<(u64, String)>>,
 }
 
 fn hash_file(p: &Path) -> Result<u64> {
@@ -270,9 +272,26 @@ pub fn run(opts: Options) -> Result<i32> {
         }
         let ev = match deferred.pop_front() {
             Some(ev) => ev,
-            None => match rx.recv() {
+            // Answers to queued patches (manual apply mode) arrive between saves.
+            None => match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(ev) => ev,
-                Err(_) => return Ok(0),
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some((prog, pa)) = state.as_mut() {
+                        while let Ok(m) = prog.replies.try_recv() {
+                            match m {
+                                Message::Applied { seq, refused, .. } => {
+                                    report_applied(pa, seq, refused)
+                                }
+                                other => ui::bad(
+                                    "error",
+                                    &format!("unexpected message from the program: {other:?}"),
+                                ),
+                            }
+                        }
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return Ok(0),
             },
         };
         match ev {
@@ -666,6 +685,7 @@ fn start_once(
             faults: crate::fault::Faults::from_env(),
             last_loaded: None,
             last_patch: None,
+            sent: HashMap::new(),
         },
     ))
 }
@@ -859,16 +879,16 @@ fn on_change(
     }
     // The range is spent whatever the answer: a failed dlopen may still have mapped part of it.
     prog.next_addr = (linked.addr + linked.len + 0xffff) & !0xffff;
+    // In manual apply mode the program answers `pending` at once and `applied` whenever it
+    // calls `apply_pending()`: the patch is loaded, so cargo hot goes on (later saves build on
+    // it) and reports the `applied` when it comes (`report_applied`).
     let reply = loop {
         match prog.replies.recv_timeout(Duration::from_secs(20)) {
-            Ok(Message::Pending { .. }) => {
-                ui::good(
-                    "Queued",
-                    &format!("patch {} waits for the program's `apply_pending()`", pa.seq),
-                );
-                continue;
+            Ok(Message::Pending { seq }) if seq == pa.seq => break None,
+            Ok(Message::Applied { seq, refused, .. }) if seq != pa.seq => {
+                report_applied(pa, seq, refused);
             }
-            Ok(m) => break m,
+            Ok(m) => break Some(m),
             Err(RecvTimeoutError::Timeout) => {
                 bail!("the program did not answer the patch within 20 s")
             }
@@ -876,60 +896,104 @@ fn on_change(
         }
     };
     let load_time = t_load.elapsed();
-    match reply {
-        Message::Applied { refused, .. } => {
-            pa.last_loaded = Some(linked.addr);
-            for (i, cgu, h) in new_hashes {
-                pa.running[i].insert(cgu, h);
-            }
-            for (i, cgu, idx) in new_indexes {
-                pa.index[i].insert(cgu, idx);
-            }
-            pa.snapshot.update(paths);
-            let t_absorb = Instant::now();
-            pa.host.absorb_patch(&linked.path, prog.base)?;
-            debug_time("absorb patch symbols", t_absorb);
-            let by_entry: HashMap<u64, &str> = linked
+    let names: Vec<String> = linked
+        .fns
+        .iter()
+        .map(|f| short(&f.name).to_string())
+        .collect();
+    let commit = |pa: &mut Patcher| -> Result<()> {
+        pa.last_loaded = Some(linked.addr);
+        for (i, cgu, h) in new_hashes {
+            pa.running[i].insert(cgu, h);
+        }
+        for (i, cgu, idx) in new_indexes {
+            pa.index[i].insert(cgu, idx);
+        }
+        pa.snapshot.update(paths);
+        let t_absorb = Instant::now();
+        pa.host.absorb_patch(&linked.path, prog.base)?;
+        debug_time("absorb patch symbols", t_absorb);
+        pa.sent.insert(
+            pa.seq,
+            linked
                 .fns
                 .iter()
-                .map(|f| (f.host_entry, f.name.as_str()))
-                .collect();
-            let names: Vec<&str> = linked
+                .map(|f| (f.host_entry, short(&f.name).to_string()))
+                .collect(),
+        );
+        Ok(())
+    };
+    let timing = format!(
+        "in {} ms (rustc {} ms, link {} ms, load {} ms)",
+        t0.elapsed().as_millis(),
+        rustc_time.as_millis(),
+        link_time.as_millis(),
+        load_time.as_millis()
+    );
+    let _ = opts;
+    match reply {
+        None => {
+            commit(pa)?;
+            ui::good(
+                "Queued",
+                &format!(
+                    "{} {timing}; patch {} applies at the program's next `apply_pending()`",
+                    names.join(", "),
+                    pa.seq
+                ),
+            );
+            Ok(ChangeResult::Done)
+        }
+        Some(Message::Applied { refused, .. }) => {
+            commit(pa)?;
+            let kept: Vec<&str> = linked
                 .fns
                 .iter()
                 .filter(|f| !refused.iter().any(|(e, _)| *e == f.host_entry))
                 .map(|f| short(&f.name))
                 .collect();
-            let total = t0.elapsed();
-            pa.last_patch = Some(format!("patch {} ({})", pa.seq, names.join(", ")));
-            ui::good(
-                "Patched",
-                &format!(
-                    "{} in {} ms (rustc {} ms, link {} ms, load {} ms)",
-                    names.join(", "),
-                    total.as_millis(),
-                    rustc_time.as_millis(),
-                    link_time.as_millis(),
-                    load_time.as_millis()
-                ),
-            );
-            for (e, r) in refused {
-                ui::warn(
-                    "Refused",
-                    &format!(
-                        "{}: {}",
-                        by_entry.get(&e).copied().unwrap_or("?"),
-                        r.describe()
-                    ),
-                );
-            }
-            let _ = opts;
+            ui::good("Patched", &format!("{} {timing}", kept.join(", ")));
+            let seq = pa.seq;
+            report_refusals(pa, seq, &refused);
+            pa.last_patch = Some(format!("patch {seq} ({})", kept.join(", ")));
             Ok(ChangeResult::Done)
         }
-        Message::Failed { reason, .. } => Ok(ChangeResult::Restart(format!(
+        Some(Message::Failed { reason, .. }) => Ok(ChangeResult::Restart(format!(
             "the program refused the patch: {reason}"
         ))),
-        other => bail!("unexpected answer from the program: {other:?}"),
+        Some(other) => bail!("unexpected answer from the program: {other:?}"),
+    }
+}
+
+/// The `applied` of a patch the program had queued (manual apply mode).
+fn report_applied(pa: &mut Patcher, seq: u64, refused: Vec<(u64, hot_runtime::protocol::Refusal)>) {
+    let names: Vec<&str> = pa
+        .sent
+        .get(&seq)
+        .map(|fns| {
+            fns.iter()
+                .filter(|(e, _)| !refused.iter().any(|(r, _)| r == e))
+                .map(|(_, n)| n.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let names = names.join(", ");
+    ui::good(
+        "Applied",
+        &format!("patch {seq} ({names}) at the program's `apply_pending()`"),
+    );
+    report_refusals(pa, seq, &refused);
+    pa.last_patch = Some(format!("patch {seq} ({names})"));
+}
+
+fn report_refusals(pa: &Patcher, seq: u64, refused: &[(u64, hot_runtime::protocol::Refusal)]) {
+    for (e, r) in refused {
+        let name = pa
+            .sent
+            .get(&seq)
+            .and_then(|fns| fns.iter().find(|(h, _)| h == e))
+            .map_or("?", |(_, n)| n.as_str());
+        ui::warn("Refused", &format!("{name}: {}", r.describe()));
     }
 }
 

@@ -168,3 +168,45 @@ fn terminal_keys_restart_and_quit_and_other_lines_reach_the_program() {
     assert!(!alive(pid2), "the program stopped with cargo hot");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Manual apply mode: cargo hot does not wait for the program's `apply_pending()`; patches are
+/// reported as queued, later saves keep building on them, and each is reported when applied.
+#[test]
+fn queued_patches_do_not_block_cargo_hot_and_are_reported_when_applied() {
+    let _serial = support::serial();
+    let hot = Hot::start("manual", &[]);
+    let first = hot.wait_out((0, 0), "version=v0", 600);
+    let pid = pid_of(&first);
+
+    let m = hot.mark();
+    hot.edit("src/main.rs", "\"v0\"", "\"v1\"");
+    hot.wait_err(
+        m,
+        "patch 1 applies at the program's next `apply_pending()`",
+        60,
+    );
+    let m2 = hot.mark();
+    hot.edit("src/main.rs", "\"v1\"", "\"v2\"");
+    // Well within the 20 s cargo hot used to wait for an answer.
+    hot.wait_err(
+        m2,
+        "patch 2 applies at the program's next `apply_pending()`",
+        10,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let m3 = hot.mark();
+    let l = hot.wait_out(m3, "version=", 5);
+    assert!(l.contains("version=v0"), "nothing applied yet: {l}");
+
+    std::fs::write(hot.dir.join("apply-now"), "").unwrap();
+    let l = hot.wait_out(m3, "version=v2", 10);
+    assert_eq!(pid_of(&l), pid);
+    hot.wait_out(m3, "applied 2", 5);
+    hot.wait_err(m3, "Applied patch 1 (version)", 5);
+    hot.wait_err(m3, "Applied patch 2 (version)", 5);
+    assert!(
+        !hot.out_since(m3).contains("version=v1"),
+        "both pending patches applied together, in order"
+    );
+    hot.stop();
+}
