@@ -753,6 +753,8 @@ fn on_change(
         ));
     }
     let mut rustc_time = Duration::ZERO;
+    // Demangled names of the symbols whose code changed, to name the edited hot fns.
+    let mut edited: HashSet<String> = HashSet::new();
     let mut changed_objs = Vec::new();
     let mut new_hashes: Vec<(usize, String, u64)> = Vec::new();
     let mut new_indexes: Vec<(usize, String, link::ObjectIndex)> = Vec::new();
@@ -795,6 +797,7 @@ fn on_change(
                     rebuilt.insert(cgu.clone(), idx);
                 }
                 let (needed, changed_fns) = link::select_units(&pa.index[i], &rebuilt, &pa.host);
+                edited.extend(changed_fns.iter().map(|f| demangle(f)));
                 if std::env::var_os("CARGO_HOT_DEBUG").is_some() {
                     let mut names: Vec<String> = changed_fns.iter().map(|f| demangle(f)).collect();
                     names.sort();
@@ -896,11 +899,15 @@ fn on_change(
         }
     };
     let load_time = t_load.elapsed();
-    let names: Vec<String> = linked
-        .fns
-        .iter()
-        .map(|f| short(&f.name).to_string())
-        .collect();
+    // Name the hot fns whose own code changed; the others are rebound only because they share
+    // a codegen unit with, or reach, the change. If none changed itself, name them all.
+    let is_edited = |f: &link::PatchFn| edited.iter().any(|c| link::belongs_to(c, &f.name));
+    let shown: Vec<&link::PatchFn> = if linked.fns.iter().any(is_edited) {
+        linked.fns.iter().filter(|f| is_edited(f)).collect()
+    } else {
+        linked.fns.iter().collect()
+    };
+    let names: Vec<String> = shown.iter().map(|f| short(&f.name).to_string()).collect();
     let commit = |pa: &mut Patcher| -> Result<()> {
         pa.last_loaded = Some(linked.addr);
         for (i, cgu, h) in new_hashes {
@@ -946,8 +953,7 @@ fn on_change(
         }
         Some(Message::Applied { refused, .. }) => {
             commit(pa)?;
-            let kept: Vec<&str> = linked
-                .fns
+            let kept: Vec<&str> = shown
                 .iter()
                 .filter(|f| !refused.iter().any(|(e, _)| *e == f.host_entry))
                 .map(|f| short(&f.name))

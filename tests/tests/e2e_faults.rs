@@ -157,7 +157,8 @@ fn a_crashing_program_is_reported_and_restarted_on_the_next_edit() {
     let crashed = hot.wait_err(m, "Crashed", 60);
     assert!(crashed.contains("SIGSEGV"), "names the signal: {crashed}");
     assert!(
-        crashed.contains("the last patch applied was patch 2 (") && crashed.contains("maybe_crash"),
+        // Named by the edited fn only, not the others rebound with its codegen unit.
+        crashed.contains("the last patch applied was patch 2 (maybe_crash)"),
         "names the last patch: {crashed}"
     );
 
