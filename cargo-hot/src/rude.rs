@@ -27,7 +27,7 @@ fn sig_text(sig: &syn::Signature) -> String {
     // Argument names are not part of the shape.
     for arg in &mut s.inputs {
         if let syn::FnArg::Typed(pt) = arg {
-            pt.pat = Box::new(syn::parse_quote!(_));
+            *pt.pat = syn::parse_quote!(_);
         }
     }
     s.to_token_stream().to_string()

@@ -287,7 +287,7 @@ fn lower(sig: &Signature) -> Lowered {
                         let pat = other.clone();
                         rebinds.push(quote!(let #pat = #name;));
                         call_args.push(name.to_token_stream());
-                        pt.pat = Box::new(parse_quote!(#name));
+                        *pt.pat = parse_quote!(#name);
                     }
                 }
             }

@@ -10,6 +10,7 @@
 //!   offsets, because a shared object cannot carry them;
 //! * read-only data, vtables and code stay in the patch, so edited constants take effect;
 //! * names the host imports from libc stay undefined for the dynamic loader.
+//!
 //! Anything that cannot be resolved this way refuses the patch with a reason.
 
 use std::collections::{HashMap, HashSet};
