@@ -158,10 +158,6 @@ struct Program {
     stdin: Option<std::process::ChildStdin>,
 }
 
-/// Set when cargo hot reads the terminal for its `r`/`q` keys; the program then gets a pipe as
-/// stdin and every other line typed is forwarded to it, so interactive programs keep working.
-static FORWARD_STDIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 impl Drop for Program {
     fn drop(&mut self) {
         // Every way out of the session (quit, error, restart) ends the program it started.
@@ -184,8 +180,9 @@ struct Patcher {
     last_loaded: Option<u64>,
     /// "patch N (fns)" of the last patch applied, to name it if the program dies.
     last_patch: Option<String>,
-    /// Functions of each patch sent: (host entry, name), to report answers that come later.
-    sent: HashMap<u64, Vec<(u64, String)>>,
+    /// Patches the program loaded but has not applied yet (manual apply mode), by sequence
+    /// number, to report their `applied` when it comes.
+    queued: HashMap<u64, PatchFns>,
 }
 
 fn hash_file(p: &Path) -> Result<u64> {
@@ -241,7 +238,6 @@ pub fn run(opts: Options) -> Result<i32> {
 
     let keys = !opts.build_only && std::io::stdin().is_terminal();
     if keys {
-        FORWARD_STDIN.store(true, std::sync::atomic::Ordering::Relaxed);
         let tx = tx.clone();
         std::thread::spawn(move || {
             for line in std::io::stdin().lock().lines().map_while(Result::ok) {
@@ -259,7 +255,7 @@ pub fn run(opts: Options) -> Result<i32> {
     loop {
         if need_start {
             need_start = false;
-            match start(&opts, &ws, &patch_dir, &tx)? {
+            match start(&opts, &ws, &patch_dir, &tx, keys)? {
                 StartOutcome::Started(p, pa) => state = Some((p, pa)),
                 StartOutcome::BuildOnly => return Ok(0),
                 StartOutcome::Failed => {
@@ -270,28 +266,26 @@ pub fn run(opts: Options) -> Result<i32> {
                 }
             }
         }
+        // While patches wait for the program's `apply_pending()` (manual apply mode), their
+        // answers arrive between saves: look for them every 50 ms.
+        let queued = state.as_ref().is_some_and(|(_, pa)| !pa.queued.is_empty());
         let ev = match deferred.pop_front() {
             Some(ev) => ev,
-            // Answers to queued patches (manual apply mode) arrive between saves.
-            None => match rx.recv_timeout(Duration::from_millis(50)) {
+            None if queued => match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(ev) => ev,
                 Err(RecvTimeoutError::Timeout) => {
                     if let Some((prog, pa)) = state.as_mut() {
                         while let Ok(m) = prog.replies.try_recv() {
-                            match m {
-                                Message::Applied { seq, refused, .. } => {
-                                    report_applied(pa, seq, refused)
-                                }
-                                other => ui::bad(
-                                    "error",
-                                    &format!("unexpected message from the program: {other:?}"),
-                                ),
-                            }
+                            late_answer(pa, m);
                         }
                     }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return Ok(0),
+            },
+            None => match rx.recv() {
+                Ok(ev) => ev,
+                Err(_) => return Ok(0),
             },
         };
         match ev {
@@ -342,12 +336,7 @@ pub fn run(opts: Options) -> Result<i32> {
             }
             Event::Changed(mut paths) => {
                 // Saves already queued join this build.
-                while let Ok(ev) = rx.try_recv() {
-                    match ev {
-                        Event::Changed(more) => paths.extend(more),
-                        other => deferred.push_back(other),
-                    }
-                }
+                drain_changes(&rx, &mut deferred, &mut paths);
                 let Some((prog, patcher)) = state.as_mut() else {
                     need_start = true;
                     continue;
@@ -370,20 +359,8 @@ pub fn run(opts: Options) -> Result<i32> {
                     None => loop {
                         // A save during the build cancels it; the next build has every path.
                         let mut newer = Vec::new();
-                        let mut superseded = || {
-                            let mut got = false;
-                            while let Ok(ev) = rx.try_recv() {
-                                match ev {
-                                    Event::Changed(more) => {
-                                        newer.extend(more);
-                                        got = true;
-                                    }
-                                    other => deferred.push_back(other),
-                                }
-                            }
-                            got
-                        };
-                        match on_change(&paths, prog, patcher, &opts, &mut superseded) {
+                        let mut superseded = || drain_changes(&rx, &mut deferred, &mut newer);
+                        match on_change(&paths, prog, patcher, &mut superseded) {
                             Ok(ChangeResult::Superseded) => {
                                 paths.extend(newer);
                                 paths.sort();
@@ -418,6 +395,26 @@ pub fn run(opts: Options) -> Result<i32> {
     }
 }
 
+/// Moves the events already queued on `rx` out: changed paths into `paths`, the rest into
+/// `deferred` for the main loop. True if any save was among them.
+fn drain_changes(
+    rx: &Receiver<Event>,
+    deferred: &mut std::collections::VecDeque<Event>,
+    paths: &mut Vec<PathBuf>,
+) -> bool {
+    let mut saved = false;
+    while let Ok(ev) = rx.try_recv() {
+        match ev {
+            Event::Changed(more) => {
+                paths.extend(more);
+                saved = true;
+            }
+            other => deferred.push_back(other),
+        }
+    }
+    saved
+}
+
 fn program_name(opts: &Options) -> String {
     opts.example
         .clone()
@@ -432,16 +429,19 @@ enum StartOutcome {
     Failed,
 }
 
+/// `forward_stdin`: cargo hot reads the terminal for its `r`/`q` keys, so the program gets a pipe
+/// as stdin and every other line typed is forwarded to it (interactive programs keep working).
 fn start(
     opts: &Options,
     ws: &Workspace,
     patch_dir: &Path,
     tx: &Sender<Event>,
+    forward_stdin: bool,
 ) -> Result<StartOutcome> {
     loop {
         // What the build compiles: edits saved while it runs are noticed at the end.
         let snapshot = Snapshot::take(&ws.member_dirs);
-        let started = start_once(opts, ws, patch_dir, tx, snapshot, false)?;
+        let started = start_once(opts, ws, patch_dir, tx, snapshot, forward_stdin, false)?;
         let StartOutcome::Started(prog, patcher) = started else {
             return Ok(started);
         };
@@ -471,6 +471,7 @@ fn start_once(
     patch_dir: &Path,
     tx: &Sender<Event>,
     snapshot: Snapshot,
+    forward_stdin: bool,
     retried: bool,
 ) -> Result<StartOutcome> {
     ui::good(
@@ -541,7 +542,7 @@ fn start_once(
             clean.arg("-p").arg(m);
         }
         let _ = clean.status();
-        return start_once(opts, ws, patch_dir, tx, snapshot, true);
+        return start_once(opts, ws, patch_dir, tx, snapshot, forward_stdin, true);
     }
     // Libraries first, so that a patch is built in dependency order.
     crates.sort_by_key(|c| c.is_bin());
@@ -563,7 +564,7 @@ fn start_once(
             Ok(())
         });
     }
-    if FORWARD_STDIN.load(std::sync::atomic::Ordering::Relaxed) {
+    if forward_stdin {
         cmd.stdin(std::process::Stdio::piped());
     }
     ui::good("Running", &format!("`{}`", fat.exe.display()));
@@ -685,7 +686,7 @@ fn start_once(
             faults: crate::fault::Faults::from_env(),
             last_loaded: None,
             last_patch: None,
-            sent: HashMap::new(),
+            queued: HashMap::new(),
         },
     ))
 }
@@ -714,7 +715,6 @@ fn on_change(
     paths: &[PathBuf],
     prog: &mut Program,
     pa: &mut Patcher,
-    opts: &Options,
     superseded: &mut dyn FnMut() -> bool,
 ) -> Result<ChangeResult> {
     let t0 = Instant::now();
@@ -797,12 +797,12 @@ fn on_change(
                     rebuilt.insert(cgu.clone(), idx);
                 }
                 let (needed, changed_fns) = link::select_units(&pa.index[i], &rebuilt, &pa.host);
-                edited.extend(changed_fns.iter().map(|f| demangle(f)));
-                if std::env::var_os("CARGO_HOT_DEBUG").is_some() {
-                    let mut names: Vec<String> = changed_fns.iter().map(|f| demangle(f)).collect();
+                let mut names: Vec<String> = changed_fns.iter().map(|f| demangle(f)).collect();
+                if debugging() {
                     names.sort();
                     eprintln!("[debug] changed symbols: {names:#?}\n[debug] units: {needed:?}");
                 }
+                edited.extend(names);
                 changed_objs.extend(needed.iter().filter_map(|c| objs.objects.get(c).cloned()));
                 new_indexes.extend(rebuilt.into_iter().map(|(c, idx)| (i, c, idx)));
             }
@@ -888,9 +888,7 @@ fn on_change(
     let reply = loop {
         match prog.replies.recv_timeout(Duration::from_secs(20)) {
             Ok(Message::Pending { seq }) if seq == pa.seq => break None,
-            Ok(Message::Applied { seq, refused, .. }) if seq != pa.seq => {
-                report_applied(pa, seq, refused);
-            }
+            Ok(m @ Message::Applied { seq, .. }) if seq != pa.seq => late_answer(pa, m),
             Ok(m) => break Some(m),
             Err(RecvTimeoutError::Timeout) => {
                 bail!("the program did not answer the patch within 20 s")
@@ -902,34 +900,15 @@ fn on_change(
     // Name the hot fns whose own code changed; the others are rebound only because they share
     // a codegen unit with, or reach, the change. If none changed itself, name them all.
     let is_edited = |f: &link::PatchFn| edited.iter().any(|c| link::belongs_to(c, &f.name));
-    let shown: Vec<&link::PatchFn> = if linked.fns.iter().any(is_edited) {
-        linked.fns.iter().filter(|f| is_edited(f)).collect()
-    } else {
-        linked.fns.iter().collect()
-    };
-    let names: Vec<String> = shown.iter().map(|f| short(&f.name).to_string()).collect();
-    let commit = |pa: &mut Patcher| -> Result<()> {
-        pa.last_loaded = Some(linked.addr);
-        for (i, cgu, h) in new_hashes {
-            pa.running[i].insert(cgu, h);
-        }
-        for (i, cgu, idx) in new_indexes {
-            pa.index[i].insert(cgu, idx);
-        }
-        pa.snapshot.update(paths);
-        let t_absorb = Instant::now();
-        pa.host.absorb_patch(&linked.path, prog.base)?;
-        debug_time("absorb patch symbols", t_absorb);
-        pa.sent.insert(
-            pa.seq,
-            linked
-                .fns
-                .iter()
-                .map(|f| (f.host_entry, short(&f.name).to_string()))
-                .collect(),
-        );
-        Ok(())
-    };
+    let any_edited = linked.fns.iter().any(is_edited);
+    let fns: PatchFns = linked
+        .fns
+        .iter()
+        .map(|f| {
+            let shown = !any_edited || is_edited(f);
+            (f.host_entry, short(&f.name).to_string(), shown)
+        })
+        .collect();
     let timing = format!(
         "in {} ms (rustc {} ms, link {} ms, load {} ms)",
         t0.elapsed().as_millis(),
@@ -937,75 +916,110 @@ fn on_change(
         link_time.as_millis(),
         load_time.as_millis()
     );
-    let _ = opts;
-    match reply {
+    // `None`: queued until the program's `apply_pending()`.
+    let refused = match reply {
+        None => None,
+        Some(Message::Applied { refused, .. }) => Some(refused),
+        Some(Message::Failed { reason, .. }) => {
+            return Ok(ChangeResult::Restart(format!(
+                "the program refused the patch: {reason}"
+            )));
+        }
+        Some(other) => bail!("unexpected answer from the program: {other:?}"),
+    };
+    // Loaded (applied or queued): later saves build on this patch.
+    pa.last_loaded = Some(linked.addr);
+    for (i, cgu, h) in new_hashes {
+        pa.running[i].insert(cgu, h);
+    }
+    for (i, cgu, idx) in new_indexes {
+        pa.index[i].insert(cgu, idx);
+    }
+    pa.snapshot.update(paths);
+    let t_absorb = Instant::now();
+    pa.host.absorb_patch(&linked.path, prog.base)?;
+    debug_time("absorb patch symbols", t_absorb);
+    let seq = pa.seq;
+    match refused {
+        Some(refused) => report_applied(pa, seq, &fns, &refused, |names| {
+            ("Patched", format!("{names} {timing}"))
+        }),
         None => {
-            commit(pa)?;
+            let names = shown_names(&fns, &[]);
             ui::good(
                 "Queued",
                 &format!(
-                    "{} {timing}; patch {} applies at the program's next `apply_pending()`",
-                    names.join(", "),
-                    pa.seq
+                    "{names} {timing}; patch {seq} applies at the program's next `apply_pending()`"
                 ),
             );
-            Ok(ChangeResult::Done)
+            pa.queued.insert(seq, fns);
         }
-        Some(Message::Applied { refused, .. }) => {
-            commit(pa)?;
-            let kept: Vec<&str> = shown
-                .iter()
-                .filter(|f| !refused.iter().any(|(e, _)| *e == f.host_entry))
-                .map(|f| short(&f.name))
-                .collect();
-            ui::good("Patched", &format!("{} {timing}", kept.join(", ")));
-            let seq = pa.seq;
-            report_refusals(pa, seq, &refused);
-            pa.last_patch = Some(format!("patch {seq} ({})", kept.join(", ")));
-            Ok(ChangeResult::Done)
-        }
-        Some(Message::Failed { reason, .. }) => Ok(ChangeResult::Restart(format!(
-            "the program refused the patch: {reason}"
-        ))),
-        Some(other) => bail!("unexpected answer from the program: {other:?}"),
     }
+    Ok(ChangeResult::Done)
 }
 
-/// The `applied` of a patch the program had queued (manual apply mode).
-fn report_applied(pa: &mut Patcher, seq: u64, refused: Vec<(u64, hot_runtime::protocol::Refusal)>) {
-    let names: Vec<&str> = pa
-        .sent
-        .get(&seq)
-        .map(|fns| {
-            fns.iter()
-                .filter(|(e, _)| !refused.iter().any(|(r, _)| r == e))
-                .map(|(_, n)| n.as_str())
-                .collect()
-        })
-        .unwrap_or_default();
-    let names = names.join(", ");
-    ui::good(
-        "Applied",
-        &format!("patch {seq} ({names}) at the program's `apply_pending()`"),
-    );
-    report_refusals(pa, seq, &refused);
+/// The hot fns of a patch: (host entry, short name, named in reports).
+type PatchFns = Vec<(u64, String, bool)>;
+
+/// The names a report shows: the edited fns that were not refused.
+fn shown_names(fns: &PatchFns, refused: &[(u64, hot_runtime::protocol::Refusal)]) -> String {
+    let names: Vec<&str> = fns
+        .iter()
+        .filter(|(e, _, shown)| *shown && !refused.iter().any(|(r, _)| r == e))
+        .map(|(_, n, _)| n.as_str())
+        .collect();
+    names.join(", ")
+}
+
+/// Reports a patch the program applied: one status line (`line` gets the names), one line per
+/// function it refused, and remembers the patch to name it if the program dies.
+fn report_applied(
+    pa: &mut Patcher,
+    seq: u64,
+    fns: &PatchFns,
+    refused: &[(u64, hot_runtime::protocol::Refusal)],
+    line: impl FnOnce(&str) -> (&'static str, String),
+) {
+    let names = shown_names(fns, refused);
+    let (word, msg) = line(&names);
+    ui::good(word, &msg);
+    for (e, r) in refused {
+        let name = fns
+            .iter()
+            .find(|(h, _, _)| h == e)
+            .map_or("?", |(_, n, _)| n.as_str());
+        ui::warn("Refused", &format!("{name}: {}", r.describe()));
+    }
     pa.last_patch = Some(format!("patch {seq} ({names})"));
 }
 
-fn report_refusals(pa: &Patcher, seq: u64, refused: &[(u64, hot_runtime::protocol::Refusal)]) {
-    for (e, r) in refused {
-        let name = pa
-            .sent
-            .get(&seq)
-            .and_then(|fns| fns.iter().find(|(h, _)| h == e))
-            .map_or("?", |(_, n)| n.as_str());
-        ui::warn("Refused", &format!("{name}: {}", r.describe()));
+/// A message about an earlier patch: the `applied` of a queued one (manual apply mode).
+fn late_answer(pa: &mut Patcher, m: Message) {
+    match m {
+        Message::Applied { seq, refused, .. } => {
+            let fns = pa.queued.remove(&seq).unwrap_or_default();
+            report_applied(pa, seq, &fns, &refused, |names| {
+                (
+                    "Applied",
+                    format!("patch {seq} ({names}) at the program's `apply_pending()`"),
+                )
+            });
+        }
+        other => ui::bad(
+            "error",
+            &format!("unexpected message from the program: {other:?}"),
+        ),
     }
+}
+
+/// `CARGO_HOT_DEBUG` is set: print what patch selection decided and how long steps took.
+fn debugging() -> bool {
+    std::env::var_os("CARGO_HOT_DEBUG").is_some()
 }
 
 /// With `CARGO_HOT_DEBUG`, how long a step took (for profiling the time beyond rustc).
 fn debug_time(what: &str, since: Instant) {
-    if std::env::var_os("CARGO_HOT_DEBUG").is_some() {
+    if debugging() {
         eprintln!(
             "[debug] {what}: {:.1} ms",
             since.elapsed().as_secs_f64() * 1000.0
