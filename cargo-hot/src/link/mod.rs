@@ -284,7 +284,11 @@ pub fn select_units(
     let mut definer: HashMap<&str, &str> = HashMap::new();
     let mut entry_unit: HashMap<&str, &str> = HashMap::new();
     let mut shim_unit: HashMap<&str, &str> = HashMap::new();
+    let mut fn_unit: HashMap<&str, &str> = HashMap::new();
     for (cgu, idx) in &current {
+        for f in &idx.functions {
+            fn_unit.insert(f.as_str(), cgu);
+        }
         for (d, _) in &idx.refs {
             definer.insert(d.as_str(), cgu);
         }
@@ -303,21 +307,24 @@ pub fn select_units(
             }
         }
     }
-    // Close over two rules: a unit that is in defines registry entries, and an async entry is
-    // rebound to its shim, so the shim's unit comes too (else the patch has an entry it cannot
-    // bind, and leaving that copy unbound would strand it on old code); and a symbol the host
-    // lacks must come from the unit defining it.
+    // Close over two rules: a unit that is in defines registry entries, each rebound to its
+    // target (a sync fn itself, an async fn's shim), so the target's unit comes too (else the
+    // patch has an entry it cannot bind, and leaving that copy unbound would strand it on old
+    // code); and a symbol the host lacks must come from the unit defining it.
     let mut work: Vec<String> = needed.iter().cloned().collect();
     while let Some(c) = work.pop() {
         let Some(idx) = current.get(c.as_str()) else {
             continue;
         };
-        let shims = idx.entries.iter().filter_map(|p| shim_unit.get(p.as_str()));
+        let targets = idx.entries.iter().filter_map(|p| {
+            let p = p.as_str();
+            shim_unit.get(p).or_else(|| fn_unit.get(p))
+        });
         let definers = idx.undefined.iter().filter_map(|u| {
             let known = matches!(host.lookup(u), Ok(Some(_))) || host.imports.contains(u);
             if known { None } else { definer.get(u.as_str()) }
         });
-        let more: Vec<String> = shims.chain(definers).map(|d| d.to_string()).collect();
+        let more: Vec<String> = targets.chain(definers).map(|d| d.to_string()).collect();
         for d in more {
             if needed.insert(d.clone()) {
                 work.push(d);
