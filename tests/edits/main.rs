@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use cases::{CASES, Case, Outcome};
-use support::{Hot, pid_of};
+use support::{Hot, pid_of, save};
 
 const BEGIN: &str = "<!-- edit-table:begin (generated from tests/edits/cases.rs) -->";
 const END: &str = "<!-- edit-table:end -->";
@@ -80,12 +80,6 @@ fn apply(hot: &Hot, case: &Case) -> BTreeMap<&'static str, String> {
     originals
 }
 
-fn save(path: &std::path::Path, text: &str) {
-    let tmp = path.with_extension("cargo-hot-test-tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
 /// The first of cargo hot's verdicts in `err`.
 fn verdict(err: &str) -> Option<Outcome> {
     let marks = [
@@ -146,7 +140,7 @@ fn run_case(hot: &Hot, case: &Case, pid: &mut u32) -> (String, bool, u128) {
                     *pid = p;
                     let ms = t0.elapsed().as_millis();
                     // The next case starts once cargo hot watches the new program again.
-                    let ready = wait(hot, 120, || hot.err_since(m).contains("Watching"));
+                    let ready = wait(120, || hot.err_since(m).contains("Watching"));
                     let observed = if ready {
                         "restart"
                     } else {
@@ -183,7 +177,7 @@ fn run_case(hot: &Hot, case: &Case, pid: &mut u32) -> (String, bool, u128) {
                 for (f, text) in &originals {
                     save(&hot.dir.join(f), text);
                 }
-                let back = wait(hot, 90, || {
+                let back = wait(90, || {
                     let e = hot.err_since(r);
                     e.contains("Unchanged") || e.contains("Patched")
                 });
@@ -222,7 +216,7 @@ fn run_case(hot: &Hot, case: &Case, pid: &mut u32) -> (String, bool, u128) {
     }
 }
 
-fn wait(_hot: &Hot, secs: u64, mut f: impl FnMut() -> bool) -> bool {
+fn wait(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < deadline {
         if f() {

@@ -235,9 +235,7 @@ fn layout_changes_are_refused_at_patch_time_even_past_the_source_check() {
         assert_eq!(pid_of(&l), pid, "{what}: old code keeps running");
         // Put it back: nothing to patch.
         let m = hot.mark();
-        let tmp = hot.dir.join("src/main.rs.tmp");
-        std::fs::write(&tmp, original).unwrap();
-        std::fs::rename(&tmp, hot.dir.join(FILE)).unwrap();
+        support::save(&hot.dir.join(FILE), &original);
         hot.wait_err(m, "Unchanged", 60);
     }
     let m = hot.mark();

@@ -902,6 +902,26 @@ fn synthetic_elf() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// `index_object` on `p`; counts the inputs it reads as objects.
+fn index_counting(p: PathBuf, read: &AtomicU64) {
+    if bounded("index_object", move || index_object(&p)).is_ok() {
+        read.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// `link` on `objects`, which must fail (there is no work directory); counts the inputs that
+/// were read, rewritten and serialized, failing only when writing the patch object.
+fn link_counting(objects: Vec<PathBuf>, rewritten: &AtomicU64) -> Result<(), TestCaseError> {
+    match bounded("link", move || link_objects(objects)) {
+        Ok(_) => prop_assert!(false, "linked without a work directory"),
+        Err(e) if e.0.starts_with("writing /dev/null/") => {
+            rewritten.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(_) => {}
+    }
+    Ok(())
+}
+
 #[test]
 fn fuzz_index_object_arbitrary_bytes() {
     let scratch = Scratch::new("index-bytes");
@@ -920,9 +940,7 @@ fn fuzz_index_object_arbitrary_bytes() {
         inputs,
         |bytes| {
             let p = scratch.write("x.o", &bytes);
-            if bounded("index_object", move || index_object(&p)).is_ok() {
-                read.fetch_add(1, Ordering::Relaxed);
-            }
+            index_counting(p, &read);
             Ok(())
         },
     );
@@ -939,9 +957,7 @@ fn fuzz_index_object_mutated_objects() {
         mutated_seed(),
         |(which, muts)| {
             let p = scratch.write("x.o", &mutate(&seeds()[which], &muts));
-            if bounded("index_object", move || index_object(&p)).is_ok() {
-                read.fetch_add(1, Ordering::Relaxed);
-            }
+            index_counting(p, &read);
             Ok(())
         },
     );
@@ -965,15 +981,7 @@ fn fuzz_link_mutated_objects() {
                 (true, 0) => vec![mutated, other],
                 (true, _) => vec![other, mutated],
             };
-            let r = bounded("link", move || link_objects(objects));
-            match r {
-                Ok(_) => prop_assert!(false, "linked without a work directory"),
-                Err(e) if e.0.starts_with("writing /dev/null/") => {
-                    rewritten.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => {}
-            }
-            Ok(())
+            link_counting(objects, &rewritten)
         },
     );
     eprintln!(
@@ -1017,14 +1025,7 @@ fn fuzz_link_tweaked_objects() {
             if both {
                 objects.push(scratch.write("helper.o", &seeds()[1].bytes));
             }
-            match bounded("link", move || link_objects(objects)) {
-                Ok(_) => prop_assert!(false, "linked without a work directory"),
-                Err(e) if e.0.starts_with("writing /dev/null/") => {
-                    rewritten.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => {}
-            }
-            Ok(())
+            link_counting(objects, &rewritten)
         },
     );
     eprintln!(

@@ -260,9 +260,7 @@ impl Hot {
         let path = self.dir.join(file);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains(from), "{from:?} not in {file}");
-        let tmp = path.with_extension("rs.cargo-hot-test-tmp");
-        std::fs::write(&tmp, text.replace(from, to)).unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
+        save(&path, &text.replace(from, to));
     }
 
     /// Replaces `from` by `to` in `file`, saving like an editor: temp file + rename.
@@ -270,10 +268,7 @@ impl Hot {
         let path = self.dir.join(file);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains(from), "{from:?} not in {file}");
-        let text = text.replacen(from, to, 1);
-        let tmp = path.with_extension("rs.cargo-hot-test-tmp");
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
+        save(&path, &text.replacen(from, to, 1));
     }
 
     pub fn stop(mut self) {
@@ -305,6 +300,14 @@ impl Drop for Hot {
 unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// Writes `text` to `path` the way editors save: a temporary file renamed over the original.
+pub fn save(path: &Path, text: &str) {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let tmp = path.with_file_name(format!("{name}.cargo-hot-test-tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 /// kill(2), for programs that outlive a killed cargo hot.
