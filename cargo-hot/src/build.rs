@@ -2,7 +2,7 @@
 //! restart), and the *thin* build of one crate by replaying its recorded rustc invocation
 //! (on every save), which keeps the per-codegen-unit objects and skips the final link.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -44,10 +44,6 @@ pub enum Outcome<T> {
     Failed(String),
 }
 
-fn cargo() -> OsString {
-    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
-}
-
 /// `RUSTFLAGS` of the user plus ours, as `CARGO_ENCODED_RUSTFLAGS`.
 fn encoded_rustflags() -> String {
     let mut flags: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
@@ -71,7 +67,7 @@ pub fn fat_build(
     let start = Instant::now();
     let records = hot_dir.join("records");
     let self_exe = std::env::current_exe().context("locating the cargo-hot executable")?;
-    let mut cmd = Command::new(cargo());
+    let mut cmd = crate::workspace::cargo();
     cmd.arg("build")
         .arg("--message-format=json-diagnostic-rendered-ansi")
         .args(&flags.0)
@@ -162,6 +158,8 @@ pub struct ThinCrate {
 /// The objects of one thin build, by codegen-unit name.
 pub struct ThinObjects {
     pub objects: BTreeMap<String, PathBuf>,
+    /// The source files rustc read (its dep-info).
+    pub sources: HashSet<PathBuf>,
     pub elapsed: Duration,
 }
 
@@ -226,7 +224,7 @@ impl ThinCrate {
             out.push(a.clone());
         }
         out.extend([
-            "--emit=link".to_string(),
+            "--emit=dep-info,link".to_string(),
             format!("--out-dir={}", self.out_dir.display()),
             format!("-Cincremental={}", self.incr_dir.display()),
             "-Csave-temps".into(),
@@ -257,7 +255,7 @@ impl ThinCrate {
         for e in std::fs::read_dir(&self.out_dir)? {
             let p = e?.path();
             let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if n.ends_with(".o") || n.ends_with(".bc") {
+            if n.ends_with(".o") || n.ends_with(".bc") || n.ends_with(".d") {
                 let _ = std::fs::remove_file(&p);
             }
         }
@@ -299,11 +297,17 @@ impl ThinCrate {
             return Ok(Some(Outcome::Failed(render_diagnostics(&stderr))));
         }
         let mut objects = BTreeMap::new();
+        let mut sources = HashSet::new();
         for e in std::fs::read_dir(&self.out_dir)? {
             let p = e?.path();
             let Some(n) = p.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
+            if n.ends_with(".d") {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                sources.extend(dep_info_files(&text).map(|f| self.inv.cwd.join(f)));
+                continue;
+            }
             let Some(stem) = n.strip_suffix(".rcgu.o") else {
                 continue;
             };
@@ -321,9 +325,18 @@ impl ThinCrate {
         }
         Ok(Some(Outcome::Built(ThinObjects {
             objects,
+            sources,
             elapsed: start.elapsed(),
         })))
     }
+}
+
+/// The files a dep-info (`.d`) file lists: each dependency also stands alone as `path:`.
+fn dep_info_files(text: &str) -> impl Iterator<Item = PathBuf> + '_ {
+    text.lines()
+        .filter_map(|l| l.strip_suffix(':'))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| PathBuf::from(l.replace("\\ ", " ")))
 }
 
 /// Niceness of the patch build's rustc and linker (0 = normal, 19 = lowest).

@@ -11,14 +11,18 @@
 
 mod build;
 mod cli;
+mod event;
 mod fault;
 mod host;
 mod link;
+mod patcher;
+mod program;
 mod record;
 mod rude;
 mod session;
 mod ui;
 mod watch;
+mod workspace;
 
 use std::process::ExitCode;
 

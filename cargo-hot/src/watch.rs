@@ -3,7 +3,6 @@
 //! save by writing a temporary file and renaming it over the original.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -63,13 +62,22 @@ impl Filter {
     }
 }
 
-/// Starts watching `dirs`; batches of relevant changed paths arrive on `tx`.
+/// What the watcher reports.
+pub enum Change {
+    /// Relevant paths changed (one debounced batch).
+    Paths(Vec<PathBuf>),
+    /// The watcher failed or lost events; the message says what happens next.
+    Trouble(String),
+}
+
+/// Starts watching `dirs`; each batch of relevant changes is given to `report`, on the
+/// watcher's thread. Dropping the returned value stops watching.
 pub fn start(
     dirs: &[PathBuf],
     filter: Filter,
     debounce: Duration,
     poll: bool,
-    tx: Sender<crate::session::Event>,
+    report: impl Fn(Change) + Send + 'static,
 ) -> Result<Box<dyn std::any::Any>> {
     let roots = dirs.to_vec();
     let handler = move |res: DebounceEventResult| match res {
@@ -77,12 +85,12 @@ pub fn start(
             // The kernel dropped events (its queue overflowed): which files changed is unknown,
             // so every source file is treated as changed. Rebuilding them costs one build; the
             // object diff still patches only what really changed.
-            let _ = tx.send(crate::session::Event::WatchError(
+            report(Change::Trouble(
                 "file events were lost (the kernel's event queue overflowed); rescanning every source file".into(),
             ));
             let paths = rescan(&roots, &filter);
             if !paths.is_empty() {
-                let _ = tx.send(crate::session::Event::Changed(paths));
+                report(Change::Paths(paths));
             }
         }
         Ok(events) => {
@@ -95,12 +103,12 @@ pub fn start(
             paths.sort();
             paths.dedup();
             if !paths.is_empty() {
-                let _ = tx.send(crate::session::Event::Changed(paths));
+                report(Change::Paths(paths));
             }
         }
         Err(errors) => {
             for e in errors {
-                let _ = tx.send(crate::session::Event::WatchError(describe(&e)));
+                report(Change::Trouble(describe(&e)));
             }
         }
     };

@@ -143,7 +143,7 @@ fn serve(
             .take(MAX_LINE as u64 + 1)
             .read_until(b'\n', &mut line)
         {
-            Ok(0) | Err(_) => return, // the tool is gone: keep running the last good code
+            Ok(0) | Err(_) => tool_gone(),
             Ok(_) => {}
         }
         if line.last() != Some(&b'\n') {
@@ -153,8 +153,9 @@ fn serve(
                     seq: 0,
                     reason: "control message too long".into(),
                 });
+                return;
             }
-            return;
+            tool_gone();
         }
         let msg = match Message::parse(&line) {
             Ok(m) => m,
@@ -222,6 +223,27 @@ fn serve(
                 }
             }
         }
+    }
+}
+
+/// cargo hot is gone (it quit, crashed or was killed): the program must not live on as an
+/// orphan holding its ports, so it stops as cargo hot would have stopped it: SIGTERM to its
+/// process group (cargo hot made it the leader), SIGKILL if it is still there 3 s later.
+fn tool_gone() -> ! {
+    // SAFETY: getpgrp/getpid/kill are plain syscalls.
+    let target = unsafe {
+        if libc::getpgrp() == libc::getpid() {
+            0
+        } else {
+            libc::getpid()
+        }
+    };
+    unsafe { libc::kill(target, libc::SIGTERM) };
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    // SAFETY: as above.
+    unsafe { libc::kill(target, libc::SIGKILL) };
+    loop {
+        std::thread::park();
     }
 }
 

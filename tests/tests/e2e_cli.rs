@@ -2,16 +2,10 @@
 
 mod support;
 use std::time::{Duration, Instant};
-use support::{Hot, pid_of};
+use support::{Hot, alive, pid_of};
 
 unsafe extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie still answers kill(0); look at its state too.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    !stat.is_empty() && !stat.contains(") Z ")
 }
 
 #[test]

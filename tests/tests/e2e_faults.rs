@@ -131,9 +131,22 @@ fn cargo_hot_killed_mid_patch_leaves_the_program_on_whole_code() {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        // The program outlives the tool (its own process group) and runs whole code.
-        steady(&hot, pid, want);
-        support::kill_pid(pid, 9);
+        // The program does not outlive the tool (no orphan holding its ports), and until it
+        // stops it runs whole code: never one fn patched and the other not.
+        let gone = std::time::Instant::now() + Duration::from_secs(5);
+        while support::alive(pid) {
+            assert!(
+                std::time::Instant::now() < gone,
+                "{fault}: the program outlived cargo hot by 5 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for l in hot.out().lines().filter(|l| l.contains("left=")) {
+            assert!(
+                l.contains(&format!("left={want} right={want}")) || l.contains("left=v0 right=v0"),
+                "{fault}: mixed versions: {l}"
+            );
+        }
         hot.stop();
     }
 }

@@ -20,6 +20,8 @@ impl std::fmt::Display for Refused {
     }
 }
 
+impl std::error::Error for Refused {}
+
 /// One hot function a patch rebinds, with runtime addresses.
 #[derive(Debug, Clone)]
 pub struct PatchFn {

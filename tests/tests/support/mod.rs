@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -145,7 +146,20 @@ impl Hot {
         stdin.flush().unwrap();
     }
 
+    /// `cargo-hot hot run` in `dir`, returning at once: for tests that act before cargo hot
+    /// says it is ready, as users do.
+    pub fn spawn_in(dir: PathBuf, args: &[&str]) -> Hot {
+        Self::spawn(dir, args, false, &[])
+    }
+
     fn launch(dir: PathBuf, args: &[&str], piped: bool, env: &[(&str, &str)]) -> Hot {
+        let hot = Self::spawn(dir, args, piped, env);
+        // Ready once cargo hot has built the baseline it diffs saves against.
+        hot.wait_err((0, 0), "Watching", 900);
+        hot
+    }
+
+    fn spawn(dir: PathBuf, args: &[&str], piped: bool, env: &[(&str, &str)]) -> Hot {
         let mut cmd = Command::new(cargo_hot());
         cmd.envs(env.iter().copied());
         cmd.args(["hot", "run", "--color", "never", "--target-dir"])
@@ -153,6 +167,9 @@ impl Hot {
             .args(args)
             .current_dir(&dir)
             .env_remove("CARGO_TARGET_DIR")
+            // Its own process group, as a shell gives a job: a test can send the group the
+            // SIGINT a terminal's Ctrl-C sends (tool and builds alike).
+            .process_group(0)
             .stdin(if piped { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -162,16 +179,13 @@ impl Hot {
         pump(child.stdout.take().unwrap(), out.clone());
         pump(child.stderr.take().unwrap(), err.clone());
         let stdin = child.stdin.take();
-        let hot = Hot {
+        Hot {
             stdin,
             child,
             dir,
             out,
             err,
-        };
-        // Ready once cargo hot has built the baseline it diffs saves against.
-        hot.wait_err((0, 0), "Watching", 900);
-        hot
+        }
     }
 
     pub fn out(&self) -> String {
@@ -314,6 +328,23 @@ pub fn save(path: &Path, text: &str) {
 pub fn kill_pid(pid: u32, sig: i32) {
     // SAFETY: plain kill(2).
     unsafe { libc_kill(pid as i32, sig) };
+}
+
+/// kill(2) to the process group led by `pid`.
+pub fn kill_pid_group(pid: u32, sig: i32) {
+    // SAFETY: plain kill(2).
+    unsafe { libc_kill(-(pid as i32), sig) };
+}
+
+/// Whether process `pid` still exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // state is the field after the parenthesized command name
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 /// The `[pid]` prefix of a fixture's output line.

@@ -1,0 +1,572 @@
+//! The patch pipeline for one running program: its baseline (the objects of the code it runs),
+//! and for each save: thin build → changed units → link → send → report.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use hot_runtime::protocol::{FnRebind, Message, Refusal};
+
+use crate::build::{Outcome, ThinCrate};
+use crate::host::{HostImage, demangle};
+use crate::link::{self, Refused};
+use crate::program::Program;
+use crate::rude::Snapshot;
+use crate::ui;
+
+/// Why a save needs a new program instead of a patch.
+#[derive(Debug, thiserror::Error)]
+pub enum Restart {
+    #[error("{} changed", .0.display())]
+    Manifest(PathBuf),
+    #[error(
+        "{} changed; it belongs to a path dependency outside the workspace, which cargo hot rebuilds but does not patch",
+        .0.display()
+    )]
+    PathDependency(PathBuf),
+    /// A change of shape (struct fields, a hot fn's signature…), named by `rude`.
+    #[error("{0}")]
+    Rude(String),
+    #[error("the program is not connected to cargo hot")]
+    NotConnected,
+    #[error(transparent)]
+    Link(#[from] Refused),
+    #[error("the address space reserved for patches is used up")]
+    ReserveExhausted,
+    #[error("the program refused the patch: {0}")]
+    ProgramRefused(String),
+}
+
+/// What became of a save.
+pub enum Verdict {
+    /// Patched, queued, unchanged, or kept the old code (already reported).
+    Done,
+    Restart(Restart),
+    /// A newer save arrived during the build, which was abandoned.
+    Superseded,
+}
+
+/// One crate's codegen units as the program runs them.
+#[derive(Default)]
+struct Units {
+    hashes: HashMap<String, u64>,
+    index: HashMap<String, link::ObjectIndex>,
+    /// Source files of the crate (rustc's dep-info), to know which crates a save touches.
+    sources: HashSet<PathBuf>,
+    /// The baseline could not be taken from the code the program runs (a save came during
+    /// start-up, or it did not compile): the next patch carries every unit.
+    unknown: bool,
+}
+
+/// The hot fns of a patch: (host entry, short name, named in reports).
+type PatchFns = Vec<(u64, String, bool)>;
+
+pub struct Patcher {
+    pub host: HostImage,
+    pub crates: Vec<ThinCrate>,
+    running: Vec<Units>,
+    /// Item shapes of the code the program runs, to refuse rude edits before building.
+    snapshot: Snapshot,
+    patch_dir: PathBuf,
+    seq: u64,
+    faults: crate::fault::Faults,
+    /// Address of the last patch the program loaded.
+    last_loaded: Option<u64>,
+    /// "patch N (fns)" of the last patch applied, to name it if the program dies.
+    pub last_patch: Option<String>,
+    /// Patches loaded but not applied yet (manual apply mode), by sequence number.
+    queued: HashMap<u64, PatchFns>,
+}
+
+fn hash_file(p: &Path) -> Result<u64> {
+    let bytes = std::fs::read(p)?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    Ok(h.finish())
+}
+
+impl Patcher {
+    pub fn new(
+        host: HostImage,
+        crates: Vec<ThinCrate>,
+        snapshot: Snapshot,
+        patch_dir: &Path,
+    ) -> Patcher {
+        Patcher {
+            running: crates.iter().map(|_| Units::default()).collect(),
+            host,
+            crates,
+            snapshot,
+            patch_dir: patch_dir.to_path_buf(),
+            seq: 0,
+            faults: crate::fault::Faults::from_env(),
+            last_loaded: None,
+            last_patch: None,
+            queued: HashMap::new(),
+        }
+    }
+
+    /// Builds the objects of the code now running, to diff each save against. Done while the
+    /// program starts, so that the first save is as fast as the others. Returns the files
+    /// saved since the snapshot the program was built from: their crates' baseline is unknown,
+    /// and the caller handles them as a save.
+    pub fn baseline(&mut self, dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        let mut failed = Vec::new();
+        for i in 0..self.crates.len() {
+            let built = self.crates[i]
+                .build()
+                .unwrap_or_else(|e| Outcome::Failed(format!("{e:#}\n")));
+            let units = &mut self.running[i];
+            match built {
+                Outcome::Built(objs) => {
+                    for (cgu, p) in &objs.objects {
+                        units.hashes.insert(cgu.clone(), hash_file(p)?);
+                        units
+                            .index
+                            .insert(cgu.clone(), link::index_object(p).unwrap_or_default());
+                    }
+                    units.sources = objs.sources;
+                }
+                Outcome::Failed(d) => {
+                    units.unknown = true;
+                    failed.push((i, d));
+                }
+            }
+        }
+        let edited = self.snapshot.edited_since(dirs);
+        let owners = self.owners(&edited);
+        for &i in &owners {
+            self.running[i].unknown = true;
+        }
+        // A save since the build explains a failure: it is shown when that save is handled.
+        for (i, diag) in failed.iter().filter(|(i, _)| !owners.contains(i)) {
+            ui::diagnostics(diag);
+            ui::warn(
+                "Warning",
+                &format!(
+                    "`{}` could not be rebuilt as it runs; its next patch carries all its code",
+                    self.crates[*i].name
+                ),
+            );
+        }
+        Ok(edited)
+    }
+
+    pub fn hot_fn_count(&self) -> usize {
+        self.host.hot_fns.len()
+    }
+
+    /// Crates a change of `paths` may touch: those built from one of the files, else (a new
+    /// file) every crate of the package that holds it.
+    fn owners(&self, paths: &[PathBuf]) -> HashSet<usize> {
+        let mut out = HashSet::new();
+        for p in paths {
+            let users: Vec<usize> = (0..self.crates.len())
+                .filter(|&i| self.running[i].sources.contains(p))
+                .collect();
+            if !users.is_empty() {
+                out.extend(users);
+                continue;
+            }
+            let deepest = self
+                .crates
+                .iter()
+                .filter(|c| p.starts_with(&c.manifest_dir))
+                .map(|c| c.manifest_dir.components().count())
+                .max();
+            out.extend((0..self.crates.len()).filter(|&i| {
+                let d = &self.crates[i].manifest_dir;
+                p.starts_with(d) && Some(d.components().count()) == deepest
+            }));
+        }
+        out
+    }
+
+    /// Handles a save of `paths`: patch, refuse with the reason, or keep the old code.
+    /// `superseded()` says whether a newer save arrived (the build is then abandoned).
+    pub fn on_save(
+        &mut self,
+        paths: &[PathBuf],
+        prog: &mut Program,
+        superseded: &mut dyn FnMut() -> bool,
+    ) -> Result<Verdict> {
+        let t0 = Instant::now();
+        if let Some(p) = paths.iter().find(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name == "Cargo.toml" || name == "build.rs"
+        }) {
+            return Ok(Verdict::Restart(Restart::Manifest(p.clone())));
+        }
+        let affected = self.owners(paths);
+        if affected.is_empty() {
+            return Ok(Verdict::Done);
+        }
+        if let Some(rude) = self
+            .snapshot
+            .check(paths)
+            .filter(|_| !crate::fault::skip_source_check())
+        {
+            return Ok(Verdict::Restart(Restart::Rude(rude)));
+        }
+        if prog.link.is_none() {
+            return Ok(Verdict::Restart(Restart::NotConnected));
+        }
+        let Some(compiled) = self.compile(&affected, superseded)? else {
+            return Ok(Verdict::Superseded);
+        };
+        let Some(compiled) = compiled else {
+            return Ok(Verdict::Done); // did not compile: reported, old code kept
+        };
+        if compiled.objects.is_empty() {
+            ui::good(
+                "Unchanged",
+                &format!("no code changed ({} ms)", t0.elapsed().as_millis()),
+            );
+            self.commit(compiled, paths);
+            return Ok(Verdict::Done);
+        }
+        self.link_and_send(compiled, paths, prog, t0)
+    }
+
+    /// Thin-builds the affected crates. `None`: superseded; `Some(None)`: a compile error
+    /// (shown; the program keeps its code).
+    fn compile(
+        &mut self,
+        affected: &HashSet<usize>,
+        superseded: &mut dyn FnMut() -> bool,
+    ) -> Result<Option<Option<Compiled>>> {
+        let mut out = Compiled::default();
+        for i in 0..self.crates.len() {
+            if !affected.contains(&i) {
+                continue;
+            }
+            let c = &self.crates[i];
+            let t_build = Instant::now();
+            let Some(built) = c.build_until(superseded)? else {
+                return Ok(None);
+            };
+            debug_time("thin build (cargo-side)", t_build);
+            let objs = match built {
+                Outcome::Failed(_) if crate::event::interrupted() => return Ok(None),
+                Outcome::Failed(diag) => {
+                    ui::diagnostics(&diag);
+                    ui::bad(
+                        "error",
+                        &format!(
+                            "could not compile `{}`; the program keeps running its last good code",
+                            c.name
+                        ),
+                    );
+                    return Ok(Some(None));
+                }
+                Outcome::Built(objs) => objs,
+            };
+            out.rustc_time += objs.elapsed;
+            let units = &self.running[i];
+            let mut rebuilt = HashMap::new();
+            for (cgu, p) in &objs.objects {
+                let h = hash_file(p)?;
+                if units.unknown || units.hashes.get(cgu) != Some(&h) {
+                    out.hashes.push((i, cgu.clone(), h));
+                    let idx = link::index_object(p).map_err(|e| anyhow::anyhow!(e.0))?;
+                    rebuilt.insert(cgu.clone(), idx);
+                }
+            }
+            let unknown = HashMap::new();
+            let as_running = if units.unknown {
+                &unknown
+            } else {
+                &units.index
+            };
+            let (needed, changed_fns) = link::select_units(as_running, &rebuilt, &self.host);
+            let mut names: Vec<String> = changed_fns.iter().map(|f| demangle(f)).collect();
+            if debugging() {
+                names.sort();
+                eprintln!("[debug] changed symbols: {names:#?}\n[debug] units: {needed:?}");
+            }
+            if units.unknown {
+                out.whole.push(c.name.clone());
+            }
+            out.edited.extend(names);
+            out.objects
+                .extend(needed.iter().filter_map(|c| objs.objects.get(c).cloned()));
+            out.indexes
+                .extend(rebuilt.into_iter().map(|(c, idx)| (i, c, idx)));
+            out.sources.push((i, objs.sources));
+        }
+        Ok(Some(Some(out)))
+    }
+
+    /// The program runs `compiled` now (or will, at its `apply_pending()`).
+    fn commit(&mut self, compiled: Compiled, paths: &[PathBuf]) {
+        for (i, cgu, h) in compiled.hashes {
+            self.running[i].hashes.insert(cgu, h);
+        }
+        for (i, cgu, idx) in compiled.indexes {
+            self.running[i].index.insert(cgu, idx);
+        }
+        for (i, sources) in compiled.sources {
+            self.running[i].sources = sources;
+            self.running[i].unknown = false;
+        }
+        self.snapshot.update(paths);
+    }
+
+    fn link_and_send(
+        &mut self,
+        compiled: Compiled,
+        paths: &[PathBuf],
+        prog: &mut Program,
+        t0: Instant,
+    ) -> Result<Verdict> {
+        let Some(link_to) = prog.link else {
+            return Ok(Verdict::Restart(Restart::NotConnected));
+        };
+        self.seq += 1;
+        debug_time("everything before link", t0);
+        let t_link = Instant::now();
+        let name = format!("patch-{}", self.seq);
+        let job = link::Job {
+            objects: &compiled.objects,
+            host: &self.host,
+            base: link_to.base,
+            addr: link_to.next_addr,
+            work_dir: &self.patch_dir,
+            name: &name,
+        };
+        let linked = match link::link(&job) {
+            Ok(l) => l,
+            Err(refused) => return Ok(Verdict::Restart(refused.into())),
+        };
+        let link_time = t_link.elapsed();
+        if linked.addr + linked.len > link_to.reserve_end {
+            return Ok(Verdict::Restart(Restart::ReserveExhausted));
+        }
+        if linked.fns.is_empty() {
+            ui::warn(
+                "Skipped",
+                "the change is not reachable from a #[hot] fn (only code called from a hot fn's module is patched); restart with `r` to pick it up",
+            );
+            self.commit(compiled, paths);
+            return Ok(Verdict::Done);
+        }
+        let t_load = Instant::now();
+        let reply = self.send(&linked, prog)?;
+        let load_time = t_load.elapsed();
+        let fns = self.named_fns(&linked, &compiled.edited);
+        let mut timing = format!(
+            "in {} ms (rustc {} ms, link {} ms, load {} ms)",
+            t0.elapsed().as_millis(),
+            compiled.rustc_time.as_millis(),
+            link_time.as_millis(),
+            load_time.as_millis()
+        );
+        if !compiled.whole.is_empty() {
+            timing.push_str(&format!(
+                "; all of `{}` was reloaded, since it was saved while the program started",
+                compiled.whole.join("`, `")
+            ));
+        }
+        // `None`: queued until the program's `apply_pending()`.
+        let refused = match reply {
+            None => None,
+            Some(Message::Applied { refused, .. }) => Some(refused),
+            Some(Message::Failed { reason, .. }) => {
+                return Ok(Verdict::Restart(Restart::ProgramRefused(reason)));
+            }
+            Some(other) => bail!("unexpected answer from the program: {other:?}"),
+        };
+        // Loaded (applied or queued): later saves build on this patch.
+        self.last_loaded = Some(linked.addr);
+        self.commit(compiled, paths);
+        let t_absorb = Instant::now();
+        self.host.absorb_patch(&linked.path, link_to.base)?;
+        debug_time("absorb patch symbols", t_absorb);
+        let seq = self.seq;
+        match refused {
+            Some(refused) => self.report_applied(seq, &fns, &refused, |names| {
+                ("Patched", format!("{names} {timing}"))
+            }),
+            None => {
+                let names = shown_names(&fns, &[]);
+                ui::good(
+                    "Queued",
+                    &format!(
+                        "{names} {timing}; patch {seq} applies at the program's next `apply_pending()`"
+                    ),
+                );
+                self.queued.insert(seq, fns);
+            }
+        }
+        Ok(Verdict::Done)
+    }
+
+    /// Sends a linked patch and waits for the answer (`None`: queued in manual apply mode).
+    fn send(&mut self, linked: &link::LinkedPatch, prog: &mut Program) -> Result<Option<Message>> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut msg = Message::Patch {
+            seq: self.seq,
+            pid: prog.pid,
+            build_id: self.host.build_id.clone(),
+            addr: linked.addr,
+            len: linked.len,
+            path: linked.path.as_os_str().as_bytes().to_vec(),
+            fns: linked
+                .fns
+                .iter()
+                .map(|f| FnRebind {
+                    host_entry: f.host_entry,
+                    patch_entry: f.patch_entry,
+                    target: f.target,
+                })
+                .collect(),
+        };
+        let send = self
+            .faults
+            .inject(&mut msg, self.last_loaded)
+            .context("injecting a fault (CARGO_HOT_FAULT)")?;
+        let line = format!("{}\n", msg.encode());
+        if send == crate::fault::Send::HalfThenDie {
+            let _ = prog.send(&line.as_bytes()[..line.len() / 2]);
+            crate::fault::die();
+        }
+        prog.send(line.as_bytes())
+            .context("sending the patch to the program")?;
+        if send == crate::fault::Send::WholeThenDie {
+            crate::fault::die();
+        }
+        // The range is spent whatever the answer: a failed dlopen may still have mapped part of it.
+        if let Some(l) = prog.link.as_mut() {
+            l.next_addr = (linked.addr + linked.len + 0xffff) & !0xffff;
+        }
+        // In manual apply mode the program answers `pending` at once and `applied` whenever it
+        // calls `apply_pending()`: cargo hot goes on and reports the `applied` when it comes.
+        loop {
+            match prog.answer(Duration::from_secs(20)) {
+                Ok(Message::Pending { seq }) if seq == self.seq => return Ok(None),
+                Ok(m @ Message::Applied { seq, .. }) if seq != self.seq => self.late_answer(m),
+                Ok(m) => return Ok(Some(m)),
+                Err(RecvTimeoutError::Timeout) => {
+                    bail!("the program did not answer the patch within 20 s")
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    bail!("the program closed the control channel")
+                }
+            }
+        }
+    }
+
+    /// Names the hot fns whose own code changed; the others are rebound only because they share
+    /// a codegen unit with, or reach, the change. If none changed itself, names them all.
+    fn named_fns(&self, linked: &link::LinkedPatch, edited: &HashSet<String>) -> PatchFns {
+        let is_edited = |f: &link::PatchFn| edited.iter().any(|c| link::belongs_to(c, &f.name));
+        let any_edited = linked.fns.iter().any(is_edited);
+        linked
+            .fns
+            .iter()
+            .map(|f| {
+                let shown = !any_edited || is_edited(f);
+                (f.host_entry, short(&f.name).to_string(), shown)
+            })
+            .collect()
+    }
+
+    /// Whether patches wait for the program's `apply_pending()`.
+    pub fn has_queued(&self) -> bool {
+        !self.queued.is_empty()
+    }
+
+    /// Reports a patch the program applied: one status line (`line` gets the names), one line
+    /// per function it refused, and remembers the patch to name it if the program dies.
+    fn report_applied(
+        &mut self,
+        seq: u64,
+        fns: &PatchFns,
+        refused: &[(u64, Refusal)],
+        line: impl FnOnce(&str) -> (&'static str, String),
+    ) {
+        let names = shown_names(fns, refused);
+        let (word, msg) = line(&names);
+        ui::good(word, &msg);
+        for (e, r) in refused {
+            let name = fns
+                .iter()
+                .find(|(h, _, _)| h == e)
+                .map_or("?", |(_, n, _)| n.as_str());
+            ui::warn("Refused", &format!("{name}: {}", r.describe()));
+        }
+        self.last_patch = Some(format!("patch {seq} ({names})"));
+    }
+
+    /// A message about an earlier patch: the `applied` of a queued one (manual apply mode).
+    pub fn late_answer(&mut self, m: Message) {
+        match m {
+            Message::Applied { seq, refused, .. } => {
+                let fns = self.queued.remove(&seq).unwrap_or_default();
+                self.report_applied(seq, &fns, &refused, |names| {
+                    (
+                        "Applied",
+                        format!("patch {seq} ({names}) at the program's `apply_pending()`"),
+                    )
+                });
+            }
+            other => ui::bad(
+                "error",
+                &format!("unexpected message from the program: {other:?}"),
+            ),
+        }
+    }
+}
+
+/// What the thin builds of one save produced.
+#[derive(Default)]
+struct Compiled {
+    /// Objects the patch carries.
+    objects: Vec<PathBuf>,
+    /// Demangled names of the symbols whose code changed.
+    edited: HashSet<String>,
+    hashes: Vec<(usize, String, u64)>,
+    indexes: Vec<(usize, String, link::ObjectIndex)>,
+    sources: Vec<(usize, HashSet<PathBuf>)>,
+    /// Crates reloaded whole (their running code was not known).
+    whole: Vec<String>,
+    rustc_time: Duration,
+}
+
+/// The names a report shows: the edited fns that were not refused.
+fn shown_names(fns: &PatchFns, refused: &[(u64, Refusal)]) -> String {
+    let names: Vec<&str> = fns
+        .iter()
+        .filter(|(e, _, shown)| *shown && !refused.iter().any(|(r, _)| r == e))
+        .map(|(_, n, _)| n.as_str())
+        .collect();
+    names.join(", ")
+}
+
+/// `CARGO_HOT_DEBUG` is set: print what patch selection decided and how long steps took.
+pub fn debugging() -> bool {
+    std::env::var_os("CARGO_HOT_DEBUG").is_some()
+}
+
+/// With `CARGO_HOT_DEBUG`, how long a step took (for profiling the time beyond rustc).
+fn debug_time(what: &str, since: Instant) {
+    if debugging() {
+        eprintln!(
+            "[debug] {what}: {:.1} ms",
+            since.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}
+
+/// `crate::module::f` -> `module::f`, as users name their functions.
+fn short(path: &str) -> &str {
+    // An async fn's entry is registered inside its body coroutine.
+    let path = path.strip_suffix("::{closure#0}").unwrap_or(path);
+    if path.starts_with('<') {
+        return path;
+    }
+    path.split_once("::").map(|(_, rest)| rest).unwrap_or(path)
+}
