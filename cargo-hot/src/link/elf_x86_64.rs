@@ -6,8 +6,9 @@
 //!   symbols of a tiny `.hot_anchor` section with value `host_address - anchor_address`;
 //!   GNU ld places that section at a fixed address (`--section-start`), so one link pass yields
 //!   the host's absolute addresses (ld refuses PC32 against `SHN_ABS`, hence the anchor);
-//! * local-exec TLS accesses (`R_X86_64_TPOFF32`) are pre-resolved to the host's thread-pointer
-//!   offsets, because a shared object cannot carry them;
+//! * thread-local accesses are pre-resolved to the host's thread-pointer offsets, because a
+//!   shared object cannot carry local-exec ones: the other models (general- and local-dynamic,
+//!   initial-exec, TLS descriptors) are first rewritten to local-exec (`tls_x86_64`);
 //! * read-only data, vtables and code stay in the patch, so edited constants take effect;
 //! * names the host imports from libc stay undefined for the dynamic loader.
 //!
@@ -23,6 +24,7 @@ use object::{
     SectionKind, SymbolFlags, SymbolKind, SymbolScope,
 };
 
+use super::tls_x86_64::{self as tls, TlsOffsets, TlsSite, check_tls_sequences, code_name};
 use super::{LinkedPatch, PatchFn, Refused};
 use crate::host::{ENTRY_SUFFIX, HostImage, Place, demangle, place_of};
 
@@ -145,8 +147,7 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
         }
 
         // Named symbols per section, to map `section symbol + addend` to a named static.
-        let mut named_in: HashMap<object::SectionIndex, Vec<(u64, u64, object::SymbolIndex)>> =
-            HashMap::new();
+        let mut named_in: NamedIn = HashMap::new();
         for s in file.symbols() {
             if let (Some(si), SymbolKind::Data | SymbolKind::Tls | SymbolKind::Unknown) =
                 (s.section_index(), s.kind())
@@ -181,19 +182,26 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                 continue;
             }
             if s.is_undefined() {
-                // A thread-local defined in another codegen unit: local-exec access, resolved to
-                // the host's thread-pointer offset like the ones defined here.
-                if let Ok(Some(h)) = job.host.lookup(name) {
-                    if h.place == Place::Tls && !defined_in_patch.contains(name) {
+                if name == tls::TLS_GET_ADDR || name == tls::TLS_MODULE_BASE {
+                    // Only thread-local sequences use them, and their rewrites drop them.
+                    continue;
+                }
+                // A thread-local defined in another codegen unit (of the patch or not): resolved
+                // to the host's thread-pointer offset like the ones defined here. One the host
+                // lacks is new, whichever object of the patch defines it.
+                match job.host.lookup(name) {
+                    Ok(Some(h)) if h.place == Place::Tls => {
                         tpoff.insert(s.index(), h.value as i64 - job.host.tls_block as i64);
                         continue;
                     }
-                }
-                if s.kind() == SymbolKind::Tls && !defined_in_patch.contains(name) {
-                    return refuse(format!(
-                        "a new thread-local `{}` was added; thread-locals cannot be added to a running program — restart",
-                        demangle(name)
-                    ));
+                    Err(e) if s.kind() == SymbolKind::Tls => return refuse(e),
+                    _ if s.kind() == SymbolKind::Tls => {
+                        return refuse(format!(
+                            "a new thread-local `{}` was added; thread-locals cannot be added to a running program — restart",
+                            demangle(name)
+                        ));
+                    }
+                    _ => {}
                 }
                 let id = resolve_undefined(
                     &mut out,
@@ -330,11 +338,17 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
         }
 
         // --- relocations ------------------------------------------------------------------
+        let tls = TlsOffsets {
+            by_symbol: &tpoff,
+            named_in: &named_in,
+        };
         for s in file.sections() {
             let Some(&out_sec) = sec_map.get(&s.index()) else {
                 continue;
             };
-            for (offset, rel) in s.relocations() {
+            let relocs: Vec<(u64, object::Relocation)> = s.relocations().collect();
+            let tls_calls = check_tls_sequences(file, &s, &relocs)?;
+            for (i, (offset, rel)) in relocs.into_iter().enumerate() {
                 let RelocationFlags::Elf { r_type } = rel.flags() else {
                     return refuse("non-ELF relocation");
                 };
@@ -348,57 +362,26 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                     .symbol_by_index(tsym)
                     .map_err(|e| Refused(e.to_string()))?;
                 let addend = rel.addend();
-                match r_type {
-                    elf::R_X86_64_TPOFF32 => {
-                        let base_off = match tpoff.get(&tsym) {
-                            Some(v) => v.checked_add(addend).ok_or_else(|| {
-                                Refused("thread-local offset out of range".into())
-                            })?,
-                            None => {
-                                // Section symbol of a TLS section: find the named TLS symbol.
-                                let (sym_idx, delta) = covering(&named_in, &target, addend, 0)
-                                    .ok_or_else(|| {
-                                        Refused(
-                                            "TLS relocation without a named thread-local".into(),
-                                        )
-                                    })?;
-                                let v = tpoff.get(&sym_idx).ok_or_else(|| {
-                                    Refused("TLS relocation to an unknown thread-local".into())
-                                })?;
-                                v.checked_add(delta).ok_or_else(|| {
-                                    Refused("thread-local offset out of range".into())
-                                })?
-                            }
-                        };
-                        let value = i32::try_from(base_off)
-                            .map_err(|_| Refused("thread-local offset out of range".into()))?;
-                        let section = out.section_mut(out_sec);
-                        if section.is_bss() {
-                            // No bytes to patch (and `data_mut` must not be called).
-                            return refuse("relocation outside its section");
-                        }
-                        let data = section.data_mut();
-                        let o = offset as usize;
-                        o.checked_add(4)
-                            .and_then(|end| data.get_mut(o..end))
-                            .ok_or_else(|| Refused("relocation outside its section".into()))?
-                            .copy_from_slice(&value.to_le_bytes());
-                        continue;
-                    }
-                    elf::R_X86_64_GOTTPOFF
-                    | elf::R_X86_64_TLSGD
-                    | elf::R_X86_64_TLSLD
-                    | elf::R_X86_64_DTPOFF32
-                    | elf::R_X86_64_DTPOFF64
-                    | elf::R_X86_64_TPOFF64
-                    | elf::R_X86_64_GOTPC32_TLSDESC
-                    | elf::R_X86_64_TLSDESC_CALL => {
-                        return refuse(format!(
-                            "unsupported thread-local access (ELF relocation type {r_type}) in {}; restart",
-                            s.name().unwrap_or("?")
-                        ));
-                    }
-                    _ => {}
+                if tls_calls.contains(&i) {
+                    // The `__tls_get_addr` call of a sequence rewritten to local-exec.
+                    continue;
+                }
+                if let Some(access) = tls::Access::of(r_type) {
+                    let site = TlsSite {
+                        access,
+                        r_type,
+                        offset,
+                        section: s.name().unwrap_or("?"),
+                    };
+                    tls.rewrite(out.section_mut(out_sec), &site, tsym, &target, addend)?;
+                    continue;
+                }
+                if target.name() == Ok(tls::TLS_GET_ADDR) {
+                    return refuse(format!(
+                        "code in {} calls `{}` outside a thread-local access cargo hot can rewrite; restart",
+                        code_name(s.name().unwrap_or("?")),
+                        tls::TLS_GET_ADDR
+                    ));
                 }
                 let (sym, addend) = if target.kind() == SymbolKind::Section {
                     let tsec = target.section_index();
@@ -530,10 +513,13 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
     })
 }
 
+/// Named symbols of an object by section: `(address, size, symbol)`.
+pub(super) type NamedIn = HashMap<object::SectionIndex, Vec<(u64, u64, object::SymbolIndex)>>;
+
 /// The named symbol of `target`'s section that covers `addend + bias`, and the addend relative
 /// to it.
-fn covering(
-    named_in: &HashMap<object::SectionIndex, Vec<(u64, u64, object::SymbolIndex)>>,
+pub(super) fn covering(
+    named_in: &NamedIn,
     target: &object::Symbol,
     addend: i64,
     bias: i64,
@@ -635,6 +621,13 @@ fn resolve_undefined(
             section: write::SymbolSection::Section(sec),
             flags: SymbolFlags::None,
         });
+        by_name.insert(name.to_string(), id);
+        return Ok(id);
+    }
+    if name == "_GLOBAL_OFFSET_TABLE_" {
+        // The patch's own GOT, which ld defines (gas declares it in objects with GOT or TLS
+        // relocations); the host's copy would be the wrong table.
+        let id = undefined(out, false);
         by_name.insert(name.to_string(), id);
         return Ok(id);
     }

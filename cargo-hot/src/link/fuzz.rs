@@ -691,7 +691,12 @@ fn tweaks() -> impl Strategy<Value = Tweaks> {
         elf::R_X86_64_TPOFF64,
         elf::R_X86_64_GOTTPOFF,
         elf::R_X86_64_DTPOFF32,
+        elf::R_X86_64_DTPOFF64,
+        elf::R_X86_64_DTPMOD64,
         elf::R_X86_64_TLSGD,
+        elf::R_X86_64_TLSLD,
+        elf::R_X86_64_GOTPC32_TLSDESC,
+        elf::R_X86_64_TLSDESC_CALL,
         0x7fff,
     ]);
     // The one type the relocator computes with (thread-pointer offsets), more often.
@@ -772,6 +777,8 @@ fn malformed_objects_found_by_fuzzing_are_refused() {
         .unwrap()
     };
     const TEXT: usize = 0;
+    /// An offset of `.text.work` no relocation touches (its padding).
+    const FREE: u64 = 44;
     const BSS: usize = 6;
     const STATE_SYM: usize = 6;
     const DATA_SECTION_SYM: usize = 11 + 3;
@@ -786,10 +793,11 @@ fn malformed_objects_found_by_fuzzing_are_refused() {
             text_header(16, 0x100),
             "lies outside its section",
         ),
-        // TPOFF32 with an addend that overflows the thread-pointer offset.
+        // TPOFF32 with an addend that overflows the thread-pointer offset (at a free offset of
+        // the code: one overlapping another relocation is refused before any arithmetic).
         (
             "TPOFF32 addend",
-            tweaked(vec![(TEXT, 0, STATE_SYM, i64::MIN, R_X86_64_TPOFF32)]),
+            tweaked(vec![(TEXT, FREE, STATE_SYM, i64::MIN, R_X86_64_TPOFF32)]),
             "thread-local offset out of range",
         ),
         // The same through the TLS section's symbol (`covering`, then the offset).
@@ -797,7 +805,7 @@ fn malformed_objects_found_by_fuzzing_are_refused() {
             "TPOFF32 section addend",
             tweaked(vec![(
                 TEXT,
-                0,
+                FREE,
                 TBSS_SECTION_SYM,
                 i64::MIN,
                 R_X86_64_TPOFF32,

@@ -5,10 +5,16 @@ use std::path::PathBuf;
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod elf_x86_64;
+/// Thread-local accesses rewritten to the running program's offsets (local-exec).
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod tls_x86_64;
 
 /// Property-based fuzzing of `index_object` and `link` (see the module's docs).
 #[cfg(all(test, target_os = "linux", target_arch = "x86_64"))]
 mod fuzz;
+/// Thread-local accesses in every model through `link`, down to running the patch.
+#[cfg(all(test, target_os = "linux", target_arch = "x86_64"))]
+mod tls_link_tests;
 
 /// Why a patch cannot be applied; the running program keeps its code.
 #[derive(Debug, Clone)]
