@@ -19,14 +19,23 @@
 //! closure's fn pointer.
 //!
 //! Errors are reported on the user's tokens and the item is still emitted, so IDEs keep working.
+//! The macro parses only the signature; the body stays tokens, so a syntax error in it is
+//! rustc's alone to report.
+//!
+//! `#[hot]` always runs after the other attribute macros on its fn (`#[instrument]`, ..): written
+//! above them, it re-emits itself below them (see `reorder`), so they rewrite the fn as written,
+//! in both builds, and never see the dispatcher.
 
 use proc_macro::TokenStream;
-use proc_macro2::{Span, TokenStream as TokenStream2, TokenTree};
+use proc_macro2::{Delimiter, Group, Spacing, Span, TokenStream as TokenStream2, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{
-    FnArg, GenericParam, ItemFn, Lifetime, Pat, PatIdent, ReturnType, Signature, Type, parse_quote,
+    AttrStyle, Attribute, FnArg, GenericParam, Lifetime, Pat, PatIdent, ReturnType, Signature,
+    Token, Type, Visibility, parse_quote,
 };
 
 /// Marks a function as hot-patchable. See the `hot-runtime` crate documentation.
@@ -44,28 +53,112 @@ pub fn hot(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
+/// A function as `#[hot]` receives it: the signature parsed, the body left as tokens.
+///
+/// Only the signature matters to the expansion; the body is copied, never inspected (except for
+/// `self` in an `async fn`, see `replace_self`). So a syntax error in the body is reported once,
+/// by rustc, and not also as "this is not a function" (tokio-macros' `entry.rs` and
+/// tracing-attributes' `MaybeItemFn` do the same).
+struct HotFn {
+    attrs: Vec<Attribute>,
+    /// The body's inner attributes (`#![allow(..)]`) as outer ones: the expansion moves the
+    /// statements into a block where inner attributes are not allowed, so they go on the fn.
+    inner_attrs: Vec<Attribute>,
+    vis: Visibility,
+    sig: Signature,
+    /// The body as written (`{ .. }`), for emitting the item unchanged.
+    block: Group,
+    /// The body's tokens after its inner attributes.
+    stmts: TokenStream2,
+}
+
+impl Parse for HotFn {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        let sig: Signature = input.parse()?;
+        let block = match input.parse::<TokenTree>()? {
+            TokenTree::Group(g) if g.delimiter() == Delimiter::Brace => g,
+            other => return Err(syn::Error::new(other.span(), "expected a function body")),
+        };
+        if !input.is_empty() {
+            return Err(input.error("unexpected tokens after the function body"));
+        }
+        // Inner attributes (`#![allow(..)]`) at the top of the body. If they do not parse, the
+        // body goes on unchanged and rustc reports what is wrong with it.
+        let split = |body: ParseStream| -> syn::Result<(Vec<Attribute>, TokenStream2)> {
+            Ok((body.call(Attribute::parse_inner)?, body.parse()?))
+        };
+        let (inner_attrs, stmts) = match split.parse2(block.stream()) {
+            Ok((inner, rest)) => {
+                let outer = inner.into_iter().map(|mut a| {
+                    a.style = AttrStyle::Outer;
+                    a
+                });
+                (outer.collect(), rest)
+            }
+            Err(_) => (Vec::new(), block.stream()),
+        };
+        Ok(HotFn {
+            attrs,
+            inner_attrs,
+            vis,
+            sig,
+            block,
+            stmts,
+        })
+    }
+}
+
 struct Args {
     /// `?Send`: the boxed future of an `async fn` is not required to be `Send`.
     not_send: bool,
-    /// The attribute's tokens, for errors about them.
+    /// The attribute's tokens, for errors about them (without `__after`).
     tokens: TokenStream2,
+    /// Set when this invocation was re-emitted below other attribute macros (see `reorder`):
+    /// their names, for errors about the function they produced.
+    after: Option<String>,
 }
 
 fn parse_args(attr: TokenStream2) -> syn::Result<Args> {
+    // The hidden `__after = "..."` that `reorder` appends comes last.
+    let tokens: Vec<TokenTree> = attr.clone().into_iter().collect();
+    let marker = tokens
+        .iter()
+        .position(|t| matches!(t, TokenTree::Ident(i) if i == "__after"));
+    let (user, after) = match marker {
+        Some(at) => {
+            let after = match tokens.get(at + 2) {
+                Some(TokenTree::Literal(l)) => syn::parse2::<syn::LitStr>(l.to_token_stream())
+                    .ok()
+                    .map(|s| s.value()),
+                _ => None,
+            };
+            let mut user = &tokens[..at];
+            if let Some(TokenTree::Punct(p)) = user.last() {
+                if p.as_char() == ',' {
+                    user = &user[..user.len() - 1];
+                }
+            }
+            (user.iter().cloned().collect::<TokenStream2>(), after)
+        }
+        None => (attr, None),
+    };
     let mut args = Args {
         not_send: false,
-        tokens: attr.clone(),
+        tokens: user.clone(),
+        after,
     };
-    if attr.is_empty() {
+    if user.is_empty() {
         return Ok(args);
     }
-    let text = attr.to_string().replace(' ', "");
+    let text = user.to_string().replace(' ', "");
     if text == "?Send" {
         args.not_send = true;
         return Ok(args);
     }
     Err(syn::Error::new_spanned(
-        attr,
+        user,
         "unknown argument to #[hot]: the only argument it takes is `?Send` (for an `async fn` \
          whose future is not Send); write `#[hot]` or `#[hot(?Send)]`",
     ))
@@ -73,9 +166,16 @@ fn parse_args(attr: TokenStream2) -> syn::Result<Args> {
 
 fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let args = parse_args(attr);
-    let func: ItemFn = match syn::parse2(item.clone()) {
+    let after = args.as_ref().ok().and_then(|a| a.after.clone());
+    let func: HotFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
-        Err(_) => return Err(not_a_function(item)),
+        // A malformed signature: rustc reports it when it parses the item we emit unchanged.
+        Err(_)
+            if looks_like_fn(&item) && syn::parse2::<syn::TraitItemFn>(item.clone()).is_err() =>
+        {
+            return Ok(item);
+        }
+        Err(_) => return Err(not_a_function(item, after.as_deref())),
     };
     let mut errors: Option<syn::Error> = args.as_ref().err().cloned();
     let mut push = |e: syn::Error| match &mut errors {
@@ -85,30 +185,205 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     for e in check_signature(&func.sig) {
         push(e);
     }
-    if let Some(e) = errors {
-        return Err(e);
+    let args = match (errors, args) {
+        (Some(e), _) => return Err(with_after(e, after.as_deref())),
+        (None, Ok(args)) => args,
+        (None, Err(e)) => return Err(e),
+    };
+    if func.sig.asyncness.is_none() && args.not_send {
+        let e = syn::Error::new_spanned(
+            &args.tokens,
+            "`?Send` only applies to an `async fn`, and this fn is not async; remove `?Send`",
+        );
+        return Err(with_after(e, after.as_deref()));
     }
-    let args = args?;
+    if let Some(reordered) = reorder(&func, &args)? {
+        return Ok(reordered);
+    }
     let hot = if func.sig.asyncness.is_some() {
         expand_async(&func, &args)
     } else {
-        if args.not_send {
-            return Err(syn::Error::new_spanned(
-                &args.tokens,
-                "`?Send` only applies to an `async fn`, and this fn is not async; remove `?Send`",
-            ));
-        }
         expand_sync(&func)
     };
+    // The plain build gets the item exactly as written.
     Ok(quote! {
         ::hot_runtime::__private::select! {
-            { #func }
+            { #item }
             { #hot }
         }
     })
 }
 
-fn not_a_function(item: TokenStream2) -> syn::Error {
+/// Attributes that are not macros, or builtin ones that keep the fn a fn (`#[test]`): they stay
+/// on the expansion. Anything else after `#[hot]` may be an attribute macro that rewrites the fn.
+fn is_inert(attr: &Attribute) -> bool {
+    const BUILTIN: &[&str] = &[
+        "allow",
+        "warn",
+        "deny",
+        "forbid",
+        "expect",
+        "doc",
+        "deprecated",
+        "must_use",
+        "inline",
+        "cold",
+        "track_caller",
+        "no_mangle",
+        "export_name",
+        "link_section",
+        "link_name",
+        "used",
+        "unsafe",
+        "target_feature",
+        "instruction_set",
+        "optimize",
+        "coverage",
+        "naked",
+        "cfg",
+        "test",
+        "ignore",
+        "should_panic",
+        "bench",
+        "automatically_derived",
+    ];
+    const TOOLS: &[&str] = &[
+        "rustfmt",
+        "clippy",
+        "diagnostic",
+        "rustdoc",
+        "rust_analyzer",
+    ];
+    let path = attr.path();
+    let Some(first) = path.segments.first() else {
+        return false;
+    };
+    let first = first.ident.to_string();
+    if path.segments.len() > 1 {
+        return TOOLS.contains(&first.as_str());
+    }
+    if first == "cfg_attr" {
+        // Inert when every attribute it may add is.
+        let Ok(list) = attr.meta.require_list() else {
+            return false;
+        };
+        let parsed = list.parse_args_with(|input: ParseStream| {
+            let _predicate: syn::Meta = input.parse()?;
+            let _: Token![,] = input.parse()?;
+            Punctuated::<syn::Meta, Token![,]>::parse_terminated(input)
+        });
+        return match parsed {
+            Ok(metas) => metas.iter().all(|m| {
+                let a: Attribute = parse_quote!(#[#m]);
+                is_inert(&a)
+            }),
+            Err(_) => false,
+        };
+    }
+    BUILTIN.contains(&first.as_str()) || first.starts_with("rustc_")
+}
+
+fn is_hot_attr(attr: &Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "hot")
+}
+
+/// `#[hot]` must be the last attribute macro to run on its fn, whatever order the user wrote.
+///
+/// Its hot-mode expansion is a dispatcher whose shape cargo hot relies on (the registry entry in
+/// the fn's own body or coroutine, the async entry as its first closure) and whose syntax other
+/// macros need not parse: tracing-attributes 0.1.15 parses with syn 1, which stops at the
+/// dispatcher's `#[unsafe(link_section = ..)]` with "expected path" and drops the method. And a
+/// macro below `#[hot]` would see different code in a plain build (the fn as written) than in a
+/// hot one (the dispatcher). So when an attribute after `#[hot]` may be a macro (`#[instrument]`,
+/// `#[tokio::main]`, ..), `#[hot]` puts itself back just after the last such attribute and lets
+/// them run first, in both builds. `#[hot] #[instrument]` then expands like
+/// `#[instrument] #[hot]`: the span code becomes part of the hot body.
+fn reorder(func: &HotFn, args: &Args) -> syn::Result<Option<TokenStream2>> {
+    if let Some(dup) = func.attrs.iter().find(|a| is_hot_attr(a)) {
+        return Err(syn::Error::new_spanned(
+            dup,
+            "#[hot] is applied twice to this fn; remove one of them",
+        ));
+    }
+    let Some(last) = func.attrs.iter().rposition(|a| !is_inert(a)) else {
+        return Ok(None);
+    };
+    let (before, after) = func.attrs.split_at(last + 1);
+    let mut names: Vec<String> = args.after.iter().cloned().collect();
+    names.extend(before.iter().filter(|a| !is_inert(a)).map(|a| {
+        format!(
+            "#[{}]",
+            a.path().to_token_stream().to_string().replace(' ', "")
+        )
+    }));
+    let names = names.join(", ");
+    let user = &args.tokens;
+    let comma = if user.is_empty() { quote!() } else { quote!(,) };
+    let vis = &func.vis;
+    let sig = &func.sig;
+    let block = &func.block;
+    Ok(Some(quote! {
+        #(#before)*
+        #[::hot_runtime::hot(#user #comma __after = #names)]
+        #(#after)*
+        #vis #sig #block
+    }))
+}
+
+/// An item that starts like a fn (attributes, visibility and qualifiers, then `fn`).
+fn looks_like_fn(item: &TokenStream2) -> bool {
+    let mut tokens = item.clone().into_iter().peekable();
+    while let Some(tt) = tokens.next() {
+        match tt {
+            TokenTree::Punct(p) if p.as_char() == '#' => {
+                if let Some(TokenTree::Punct(bang)) = tokens.peek() {
+                    if bang.as_char() == '!' {
+                        tokens.next();
+                    }
+                }
+                tokens.next(); // [..]
+            }
+            TokenTree::Ident(i) if i == "fn" => return true,
+            TokenTree::Ident(i)
+                if [
+                    "pub", "const", "async", "unsafe", "extern", "default", "safe",
+                ]
+                .iter()
+                .any(|k| i == k) => {}
+            TokenTree::Group(g) if g.delimiter() == Delimiter::Parenthesis => {} // pub(crate)
+            TokenTree::Literal(_) => {}                                          // extern "C"
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Adds to each error that the function it is about came from other attribute macros.
+fn with_after(err: syn::Error, after: Option<&str>) -> syn::Error {
+    let Some(after) = after else {
+        return err;
+    };
+    let mut out: Option<syn::Error> = None;
+    for e in err.clone() {
+        let e = syn::Error::new(
+            e.span(),
+            format!(
+                "{e}\n(#[hot] runs after the other attribute macros on this fn, so this is about \
+                 the fn that {after} produced, in every build; #[hot] cannot run before them)"
+            ),
+        );
+        match &mut out {
+            Some(all) => all.combine(e),
+            None => out = Some(e),
+        }
+    }
+    out.unwrap_or(err)
+}
+
+fn not_a_function(item: TokenStream2, after: Option<&str>) -> syn::Error {
     let what = match syn::parse2::<syn::Item>(item.clone()) {
         Ok(syn::Item::Struct(_)) => "a struct",
         Ok(syn::Item::Enum(_)) => "an enum",
@@ -128,6 +403,16 @@ fn not_a_function(item: TokenStream2) -> syn::Error {
             "not a function"
         }
     };
+    if let Some(after) = after {
+        return syn::Error::new(
+            Span::call_site(),
+            format!(
+                "#[hot] can only be applied to functions, and {after} turned this fn into \
+                 {what}; #[hot] runs after the other attribute macros on a fn, so it cannot be \
+                 combined with {after}"
+            ),
+        );
+    }
     syn::Error::new_spanned(
         item,
         format!(
@@ -512,7 +797,7 @@ fn ptr_sig(sig: &Signature, low: &Lowered, bind_named: bool) -> PtrSig {
 }
 
 /// The slot and the registry entry shared by both expansions.
-fn slot_and_entry(func: &ItemFn, low: &Lowered, kind: TokenStream2) -> TokenStream2 {
+fn slot_and_entry(func: &HotFn, low: &Lowered, kind: TokenStream2) -> TokenStream2 {
     let name = func.sig.ident.to_string();
     let hash = fnv1a(&low.shape);
     let layouts = layout_list(&low.layout_types, &func.sig.output);
@@ -532,12 +817,12 @@ fn slot_and_entry(func: &ItemFn, low: &Lowered, kind: TokenStream2) -> TokenStre
     }
 }
 
-fn expand_sync(func: &ItemFn) -> TokenStream2 {
+fn expand_sync(func: &HotFn) -> TokenStream2 {
     let low = lower(&func.sig);
-    let attrs = &func.attrs;
+    let attrs = func.attrs.iter().chain(&func.inner_attrs);
     let vis = &func.vis;
     let sig = &low.sig;
-    let stmts = &func.block.stmts;
+    let stmts = &func.stmts;
     let rebinds = &low.rebinds;
     let call_args = &low.call_args;
     let ptr = ptr_sig(&func.sig, &low, false);
@@ -554,7 +839,7 @@ fn expand_sync(func: &ItemFn) -> TokenStream2 {
     // The hot copy is never inlined: an optimized build would otherwise copy the body into its
     // callers (where a patch cannot reach it) and may drop the function the patch rebinds.
     // The user's own `#[inline]` stays on the plain copy.
-    let attrs = attrs.iter().filter(|a| !a.path().is_ident("inline"));
+    let attrs = attrs.filter(|a| !a.path().is_ident("inline"));
     quote! {
         #(#attrs)*
         #[inline(never)]
@@ -566,7 +851,7 @@ fn expand_sync(func: &ItemFn) -> TokenStream2 {
                 // The body's statements, not its block: `{ { x + 1 } }` would trip `unused_braces`
                 // on the user's one-line fns.
                 #(#rebinds)*
-                #(#stmts)*
+                #stmts
             } else {
                 // SAFETY: the runtime only stores the address of a newer copy of this very
                 // function, whose fingerprint (signature and argument layouts) it checked.
@@ -581,9 +866,16 @@ fn expand_sync(func: &ItemFn) -> TokenStream2 {
     }
 }
 
-/// Replaces the `self` keyword in a body by `replacement`, except in paths (`self::x`) and inside
-/// nested items that have their own `self` (fn, impl, trait, macro_rules).
-fn replace_self(ts: TokenStream2, replacement: &proc_macro2::Ident) -> TokenStream2 {
+/// Replaces the `self` keyword in a body by `replacement`, except in paths (`self::x`), inside
+/// nested items that have their own `self` (fn, impl, trait, macro_rules), and where it names a
+/// field of a macro call (`info!(self = ?self)`, and the `span!` that `#[instrument]` writes for
+/// a recorded receiver): there it stays, so that the field is called `self` in both builds.
+/// `macro_args`: `ts` is the argument list of a macro call (`name!(..)`).
+fn replace_self(
+    ts: TokenStream2,
+    replacement: &proc_macro2::Ident,
+    macro_args: bool,
+) -> TokenStream2 {
     let tokens: Vec<TokenTree> = ts.into_iter().collect();
     let mut out = Vec::with_capacity(tokens.len());
     let mut skip_next_brace = false;
@@ -595,7 +887,14 @@ fn replace_self(ts: TokenStream2, replacement: &proc_macro2::Ident) -> TokenStre
             TokenTree::Ident(id) if id == "self" => {
                 let is_path =
                     matches!(tokens.get(i + 1), Some(TokenTree::Punct(p)) if p.as_char() == ':');
-                if is_path {
+                // `, self = value` at the top of a macro call: a field name (a lone `=`, not
+                // `==` or `=>`).
+                let is_field_name = macro_args
+                    && (i == 0
+                        || matches!(&tokens[i - 1], TokenTree::Punct(p) if p.as_char() == ','))
+                    && matches!(tokens.get(i + 1), Some(TokenTree::Punct(p))
+                        if p.as_char() == '=' && p.spacing() == Spacing::Alone);
+                if is_path || is_field_name {
                     out.push(tt.clone());
                 } else {
                     let mut r = replacement.clone();
@@ -625,11 +924,16 @@ fn replace_self(ts: TokenStream2, replacement: &proc_macro2::Ident) -> TokenStre
                 if delim == proc_macro2::Delimiter::Brace {
                     skip_next_brace = false;
                 }
+                let is_macro_call = i >= 2
+                    && matches!(&tokens[i - 1], TokenTree::Punct(p) if p.as_char() == '!')
+                    && matches!(&tokens[i - 2], TokenTree::Ident(_));
                 if keep {
                     out.push(tt.clone());
                 } else {
-                    let mut ng =
-                        proc_macro2::Group::new(delim, replace_self(g.stream(), replacement));
+                    let mut ng = proc_macro2::Group::new(
+                        delim,
+                        replace_self(g.stream(), replacement, is_macro_call),
+                    );
                     ng.set_span(g.span());
                     out.push(TokenTree::Group(ng));
                 }
@@ -641,9 +945,9 @@ fn replace_self(ts: TokenStream2, replacement: &proc_macro2::Ident) -> TokenStre
     out.into_iter().collect()
 }
 
-fn expand_async(func: &ItemFn, args: &Args) -> TokenStream2 {
+fn expand_async(func: &HotFn, args: &Args) -> TokenStream2 {
     let low = lower(&func.sig);
-    let attrs = &func.attrs;
+    let attrs = func.attrs.iter().chain(&func.inner_attrs);
     let vis = &func.vis;
     let sig = &low.sig;
     let rebinds = &low.rebinds;
@@ -699,10 +1003,12 @@ fn expand_async(func: &ItemFn, args: &Args) -> TokenStream2 {
             },
         })
         .collect();
-    let body = replace_self(func.block.to_token_stream(), &self_ident);
+    let mut body = Group::new(Delimiter::Brace, func.stmts.clone());
+    body.set_span(func.block.span());
+    let body = replace_self(body.into_token_stream(), &self_ident, false);
     let rebinds_in: Vec<TokenStream2> = rebinds
         .iter()
-        .map(|r| replace_self(r.clone(), &self_ident))
+        .map(|r| replace_self(r.clone(), &self_ident, false))
         .collect();
     let statics = slot_and_entry(func, &low, quote!(::hot_runtime::__private::KIND_ASYNC));
     let call_unsafe = if unsafety.is_some() {

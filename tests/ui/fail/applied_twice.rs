@@ -1,0 +1,7 @@
+use hot_runtime::hot;
+
+#[hot]
+#[hot]
+fn twice() {}
+
+fn main() {}

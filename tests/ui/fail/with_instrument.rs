@@ -1,0 +1,19 @@
+// An error #[hot] reports next to #[instrument] is the same, once, whichever attribute comes
+// first (and in a plain build too: the macro's errors do not depend on the build mode).
+use hot_runtime::hot;
+use std::fmt::Debug;
+use tracing::instrument;
+
+#[hot]
+#[instrument]
+fn above(x: impl Debug) {
+    let _ = x;
+}
+
+#[instrument]
+#[hot]
+fn below(x: impl Debug) {
+    let _ = x;
+}
+
+fn main() {}
