@@ -2,7 +2,7 @@
 //! names it imports from shared libraries, its thread-local segment and its hot-function
 //! registry. Patches are resolved against this snapshot and never re-read the binary.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -41,8 +41,11 @@ pub struct HostFn {
 pub struct HostImage {
     /// Every defined symbol by mangled name; more than one value means ambiguous.
     pub symbols: HashMap<String, Vec<HostSym>>,
-    /// Names the host itself imports (libc, libgcc_s...): patches leave them to the dynamic loader.
-    pub imports: std::collections::HashSet<String>,
+    /// Names the host imports (libc, libgcc_s...) or its Rust shared libraries export: patches
+    /// leave them to the dynamic loader.
+    pub imports: HashSet<String>,
+    /// File names of the shared libraries the program loads (`DT_NEEDED`, transitively).
+    pub shared_libs: Vec<String>,
     /// `roundup(PT_TLS.memsz, PT_TLS.align)`: thread-pointer offset of a TLS symbol is
     /// `st_value - tls_block`.
     pub tls_block: u64,
@@ -76,8 +79,61 @@ pub fn place_of(kind: SectionKind, name: &str) -> Place {
     }
 }
 
+/// The shared libraries an ELF file needs (`DT_NEEDED`), by file name.
+fn needed_libs(data: &[u8]) -> Result<Vec<String>> {
+    use object::read::elf::{Dyn, FileHeader};
+    let elf = object::elf::FileHeader64::<object::Endianness>::parse(data)?;
+    let endian = elf.endian()?;
+    let sections = elf.sections(endian, data)?;
+    let Some((dyns, link)) = sections.dynamic(endian, data)? else {
+        return Ok(Vec::new());
+    };
+    let strings = sections.strings(endian, data, link)?;
+    Ok(dyns
+        .iter()
+        .filter(|d| d.tag32(endian) == Some(object::elf::DT_NEEDED))
+        .filter_map(|d| d.string(endian, strings).ok())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect())
+}
+
+/// Symbols exported by the shared libraries `data` needs that live in `lib_dirs` (Rust
+/// `dylib`s such as Bevy's `dynamic_linking`, a dynamically linked std), transitively: the
+/// program has them loaded, so a patch may call them and leave them to the dynamic loader.
+fn shared_library_exports(
+    data: &[u8],
+    lib_dirs: &[std::path::PathBuf],
+    seen: &mut HashSet<String>,
+) -> HashSet<String> {
+    let mut out = HashSet::new();
+    let mut work = needed_libs(data).unwrap_or_default();
+    while let Some(name) = work.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let Some(path) = lib_dirs.iter().map(|d| d.join(&name)).find(|p| p.is_file()) else {
+            continue;
+        };
+        let Ok(lib) = std::fs::read(&path) else {
+            continue;
+        };
+        let Ok(file) = object::File::parse(&*lib) else {
+            continue;
+        };
+        out.extend(
+            file.dynamic_symbols()
+                .filter(|s| !s.is_undefined())
+                .filter_map(|s| s.name().ok())
+                .map(|n| n.split('@').next().unwrap_or(n).to_string()),
+        );
+        work.extend(needed_libs(&lib).unwrap_or_default());
+    }
+    out
+}
+
 impl HostImage {
-    pub fn load(path: &Path) -> Result<HostImage> {
+    /// Reads the program at `path`; `lib_dirs` are where its Rust shared libraries are.
+    pub fn load(path: &Path, lib_dirs: &[std::path::PathBuf]) -> Result<HostImage> {
         let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let file =
             object::File::parse(&*data).with_context(|| format!("parsing {}", path.display()))?;
@@ -132,7 +188,7 @@ impl HostImage {
                 );
             }
         }
-        let imports = file
+        let mut imports: HashSet<String> = file
             .dynamic_symbols()
             .filter(|s| s.is_undefined())
             .filter_map(|s| {
@@ -141,11 +197,14 @@ impl HostImage {
                     .map(|n| n.split('@').next().unwrap_or(n).to_string())
             })
             .collect();
+        let mut shared_libs = HashSet::new();
+        imports.extend(shared_library_exports(&data, lib_dirs, &mut shared_libs));
         let tls_block = tls_block(&data)?;
         let build_id = build_id(&data);
         Ok(HostImage {
             symbols,
             imports,
+            shared_libs: shared_libs.into_iter().collect(),
             tls_block,
             hot_fns,
             build_id,

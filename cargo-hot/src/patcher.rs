@@ -27,6 +27,11 @@ pub enum Restart {
         .0.display()
     )]
     PathDependency(PathBuf),
+    #[error(
+        "{} changed; it belongs to `{lib}`, a shared library the program loads, which cargo hot rebuilds but does not patch",
+        path.display()
+    )]
+    SharedLibrary { path: PathBuf, lib: String },
     /// A change of shape (struct fields, a hot fn's signature…), named by `rude`.
     #[error("{0}")]
     Rude(String),

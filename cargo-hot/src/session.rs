@@ -26,7 +26,7 @@ use anyhow::{Context, Result};
 use crate::build::{self, CargoFlags, Outcome, ThinCrate};
 use crate::event::{self, Event, Events};
 use crate::host::{HostImage, demangle};
-use crate::patcher::{Patcher, Verdict};
+use crate::patcher::{Patcher, Restart, Verdict};
 use crate::program::{self, Launch, Program};
 use crate::rude::Snapshot;
 use crate::ui;
@@ -151,10 +151,20 @@ impl Session {
         let State::Running(run) = &mut self.state else {
             return self.replace_program(events, "");
         };
-        let verdict = match self.ws.outside_change(&paths) {
-            Some(p) => Ok(Verdict::Restart(crate::patcher::Restart::PathDependency(
-                p.clone(),
-            ))),
+        let not_patched = self
+            .ws
+            .outside_change(&paths)
+            .map(|p| Restart::PathDependency(p.clone()))
+            .or_else(|| {
+                let libs = &run.patcher.host.shared_libs;
+                let (p, lib) = self.ws.shared_library_change(&paths, libs)?;
+                Some(Restart::SharedLibrary {
+                    path: p.clone(),
+                    lib,
+                })
+            });
+        let verdict = match not_patched {
+            Some(why) => Ok(Verdict::Restart(why)),
             None => loop {
                 // A save during the build cancels it; the next build has every path.
                 let mut newer = Vec::new();
@@ -203,7 +213,13 @@ impl Session {
         }
         // What the build compiles: a save made from here on is patched into the new program.
         let snapshot = Snapshot::take(&self.ws.member_dirs);
-        let Some((fat, host, crates)) = self.build()? else {
+        let Some(Built {
+            fat,
+            host,
+            crates,
+            lib_dirs,
+        }) = self.build()?
+        else {
             if event::interrupted() {
                 return Ok(());
             }
@@ -224,7 +240,7 @@ impl Session {
             args: &self.opts.program_args,
             build_id: &host.build_id,
             patch_dir: &self.patch_dir,
-            lib_dirs: lib_dirs(&fat.exe, crates.first().map(|c| c.inv.rustc.as_path())),
+            lib_dirs,
             forward_stdin: self.keys,
         };
         let program = Program::launch(&launch, events.sender())?;
@@ -254,16 +270,23 @@ impl Session {
 
     /// The fat build, the host image and the crates it can thin-build; `None` if it failed
     /// (diagnostics shown).
-    fn build(&self) -> Result<Option<(build::FatBuild, HostImage, Vec<ThinCrate>)>> {
+    fn build(&self) -> Result<Option<Built>> {
         let mut retried = false;
         loop {
             let Some(fat) = fat_build(&self.opts, &self.ws, &self.program_name())? else {
                 return Ok(None);
             };
-            let host = HostImage::load(&fat.exe)?;
+            let crates_rustc = record_rustc(&fat);
+            let lib_dirs = lib_dirs(&fat.exe, crates_rustc.as_deref());
+            let host = HostImage::load(&fat.exe, &lib_dirs)?;
             let crates = thin_crates(&self.ws, &fat, &host)?;
             if crates.iter().any(|c| c.is_bin()) || retried {
-                return Ok(Some((fat, host, crates)));
+                return Ok(Some(Built {
+                    fat,
+                    host,
+                    crates,
+                    lib_dirs,
+                }));
             }
             // cargo found the build fresh (e.g. the project was copied or moved, and artifacts
             // are reused), so rustc never ran and nothing was recorded: rebuild the members once.
@@ -333,6 +356,24 @@ fn program_name(o: &Options) -> String {
         .or(o.bin.clone())
         .or(o.package.clone())
         .unwrap_or_else(|| "the program".into())
+}
+
+/// A program built and ready to launch.
+struct Built {
+    fat: build::FatBuild,
+    host: HostImage,
+    crates: Vec<ThinCrate>,
+    /// Where its shared libraries are.
+    lib_dirs: Vec<PathBuf>,
+}
+
+/// The rustc the build ran (from any record), to ask it where the toolchain's libraries are.
+fn record_rustc(fat: &build::FatBuild) -> Option<PathBuf> {
+    let first = std::fs::read_dir(&fat.records)
+        .ok()?
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "json"))?;
+    crate::record::load(&first.path()).ok().map(|inv| inv.rustc)
 }
 
 /// The whole program through cargo; `None` if it did not build (errors shown).

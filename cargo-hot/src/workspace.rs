@@ -21,6 +21,9 @@ pub struct Workspace {
     /// Directories of local path dependencies outside the workspace: watched, and a change
     /// there restarts the program (cargo builds them; their rustc runs are not recorded).
     pub path_deps: Vec<PathBuf>,
+    /// Members with a `dylib` target: (library name, directory). The program loads their code
+    /// as a shared object, which cargo hot does not patch.
+    pub dylibs: Vec<(String, PathBuf)>,
     pub target_dir: PathBuf,
     /// cargo hot's own target directory (`<target>/hot`): the user's builds are never touched.
     pub hot_dir: PathBuf,
@@ -55,7 +58,17 @@ impl Workspace {
             .filter(|p| p.source.is_none() && !md.workspace_members.contains(&p.id))
             .filter_map(dir_of)
             .collect();
+        let dylibs = members
+            .iter()
+            .flat_map(|p| {
+                p.targets
+                    .iter()
+                    .filter(|t| t.kind.iter().any(|k| k.to_string() == "dylib"))
+                    .filter_map(|t| Some((t.name.replace('-', "_"), dir_of(p)?)))
+            })
+            .collect();
         Ok(Workspace {
+            dylibs,
             root: md.workspace_root.clone().into(),
             members: members.iter().map(|p| p.name.to_string()).collect(),
             member_dirs: members.iter().filter_map(|p| dir_of(p)).collect(),
@@ -83,6 +96,23 @@ impl Workspace {
                         .iter()
                         .any(|sub| p.starts_with(d.join(sub)))
             }) && !self.member_dirs.iter().any(|m| p.starts_with(m))
+        })
+    }
+
+    /// The changed file that belongs to a member the program loads as a shared library
+    /// (`shared_libs`: the file names of the libraries it loads), with the library's name.
+    pub fn shared_library_change<'a>(
+        &self,
+        paths: &'a [PathBuf],
+        shared_libs: &[String],
+    ) -> Option<(&'a PathBuf, String)> {
+        paths.iter().find_map(|p| {
+            self.dylibs
+                .iter()
+                .find(|(name, dir)| {
+                    p.starts_with(dir) && shared_libs.iter().any(|l| *l == format!("lib{name}.so"))
+                })
+                .map(|(name, _)| (p, name.clone()))
         })
     }
 

@@ -485,6 +485,7 @@ fn host() -> &'static HostImage {
         HostImage {
             symbols,
             imports: HashSet::from(["memcpy".to_string()]),
+            shared_libs: Vec::new(),
             tls_block: 0x40,
             hot_fns: HashMap::from([(
                 "app::work".to_string(),

@@ -208,9 +208,13 @@ pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
 
 /// Whether a function path is part of hot fn `parent` (itself, its closures, its coroutine,
 /// or the `FnOnce` shim of its async entry).
+///
+/// Both are compared without their leading `<`s: a method's path starts with one
+/// (`<app::Get>::apply`), and a shim's path with one more (`<<app::Get>::apply::{closure#0}…`).
 pub fn belongs_to(function: &str, parent: &str) -> bool {
     let f = function.trim_start_matches('<');
-    f == parent || (f.starts_with(parent) && f[parent.len()..].starts_with("::"))
+    let p = parent.trim_start_matches('<');
+    f == p || (f.starts_with(p) && f[p.len()..].starts_with("::"))
 }
 
 /// Symbols that reach `changed` through references (calls, vtables, fn pointers), including
@@ -365,5 +369,16 @@ mod tests {
         ));
         assert!(belongs_to("app::work", "app::work"));
         assert!(!belongs_to("app::worker", "app::work"));
+        // Async methods: the body and the shim of `<app::Get>::apply`.
+        let parent = "<app::Get>::apply::{closure#0}";
+        assert!(belongs_to(
+            "<app::Get>::apply::{closure#0}::{closure#0}",
+            parent
+        ));
+        assert!(belongs_to(
+            "<<app::Get>::apply::{closure#0}::{closure#0} as X>::call_once",
+            parent
+        ));
+        assert!(!belongs_to("<app::Get>::applyx::{closure#0}", parent));
     }
 }

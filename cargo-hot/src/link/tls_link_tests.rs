@@ -72,6 +72,7 @@ fn host() -> HostImage {
             (OWN.to_string(), tls(0x28, 16)),
         ]),
         imports: HashSet::new(),
+        shared_libs: Vec::new(),
         tls_block: TLS_BLOCK,
         hot_fns: HashMap::new(),
         build_id: "tls".into(),
@@ -517,7 +518,7 @@ thread_local! {
 fn probe_host(names: [&str; 2]) -> HostImage {
     static PROBES: OnceLock<(HostSym, HostSym, u64)> = OnceLock::new();
     let &(probe, probe2, tls_block) = PROBES.get_or_init(|| {
-        let exe = HostImage::load(&std::env::current_exe().unwrap()).unwrap();
+        let exe = HostImage::load(&std::env::current_exe().unwrap(), &[]).unwrap();
         let find = |name: &str| {
             let found: Vec<HostSym> = exe
                 .symbols
@@ -537,6 +538,7 @@ fn probe_host(names: [&str; 2]) -> HostImage {
             (names[1].to_string(), vec![probe2]),
         ]),
         imports: HashSet::new(),
+        shared_libs: Vec::new(),
         tls_block,
         hot_fns: HashMap::new(),
         build_id: "probe".into(),
