@@ -176,7 +176,10 @@ impl ThinCrate {
                 .context("record without CARGO_MANIFEST_DIR")?,
         );
         let ty = inv.arg_value("--crate-type").unwrap_or("bin").to_string();
-        let dir = thin_root.join(format!("{name}.{ty}"));
+        // cargo's `-C extra-filename` tells builds of one crate apart (profile, features), so
+        // that a debug and a release run do not share objects, rlibs or incremental state.
+        let extra = codegen_value(&inv.args, "extra-filename").unwrap_or_default();
+        let dir = thin_root.join(format!("{name}.{ty}{extra}"));
         Ok(ThinCrate {
             name,
             manifest_dir,
@@ -190,8 +193,30 @@ impl ThinCrate {
         self.inv.arg_value("--crate-type").unwrap_or("bin") == "bin"
     }
 
-    /// The recorded arguments with the output redirected and the link skipped.
-    fn thin_args(&self) -> Vec<String> {
+    /// The crates this one was compiled against: (`--extern` name, path).
+    pub fn externs(&self) -> impl Iterator<Item = (&str, &str)> {
+        let args = &self.inv.args;
+        args.iter()
+            .zip(args.iter().skip(1))
+            .filter(|(flag, _)| *flag == "--extern")
+            .filter_map(|(_, v)| v.split_once('='))
+    }
+
+    /// Whether this crate was compiled against the library `name`.
+    pub fn depends_on(&self, name: &str) -> bool {
+        self.externs().any(|(n, _)| n == name)
+    }
+
+    /// The rlib of this crate's last thin build, if it is a library that has one.
+    pub fn thin_rlib(&self) -> Option<PathBuf> {
+        let extra = codegen_value(&self.inv.args, "extra-filename").unwrap_or_default();
+        let rlib = self.out_dir.join(format!("lib{}{extra}.rlib", self.name));
+        rlib.is_file().then_some(rlib)
+    }
+
+    /// The recorded arguments with the output redirected and the link skipped; `swap` replaces
+    /// the `--extern` path of the named crates (workspace libraries rebuilt thin).
+    fn thin_args(&self, swap: &[(String, PathBuf)]) -> Vec<String> {
         let mut out = Vec::new();
         let mut it = self.inv.args.iter().peekable();
         let dropped_c = [
@@ -202,6 +227,16 @@ impl ThinCrate {
             "strip=",
         ];
         while let Some(a) = it.next() {
+            if a == "--extern" {
+                if let Some((name, _)) = it.peek().and_then(|v| v.split_once('=')) {
+                    if let Some((_, path)) = swap.iter().find(|(n, _)| n == name) {
+                        out.push(a.clone());
+                        out.push(format!("{name}={}", path.display()));
+                        it.next();
+                        continue;
+                    }
+                }
+            }
             if a == "--out-dir" || a == "--emit" || a == "-o" {
                 it.next();
                 continue;
@@ -237,9 +272,9 @@ impl ThinCrate {
     }
 
     /// Replays rustc. Errors come back rendered.
-    pub fn build(&self) -> Result<Outcome<ThinObjects>> {
+    pub fn build(&self, swap: &[(String, PathBuf)]) -> Result<Outcome<ThinObjects>> {
         Ok(self
-            .build_until(&mut || false)?
+            .build_until(&mut || false, swap)?
             .expect("a build nothing supersedes completes"))
     }
 
@@ -249,12 +284,14 @@ impl ThinCrate {
     pub fn build_until(
         &self,
         superseded: &mut dyn FnMut() -> bool,
+        swap: &[(String, PathBuf)],
     ) -> Result<Option<Outcome<ThinObjects>>> {
         let start = Instant::now();
         std::fs::create_dir_all(&self.out_dir)?;
         for e in std::fs::read_dir(&self.out_dir)? {
             let p = e?.path();
             let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            // The rlib stays: until a build succeeds, it is the library as the program runs it.
             if n.ends_with(".o") || n.ends_with(".bc") || n.ends_with(".d") {
                 let _ = std::fs::remove_file(&p);
             }
@@ -262,7 +299,7 @@ impl ThinCrate {
         let mut cmd = Command::new(&self.inv.rustc);
         yield_cpu(&mut cmd);
         let mut child = cmd
-            .args(self.thin_args())
+            .args(self.thin_args(swap))
             .env_clear()
             .envs(&self.inv.env)
             .current_dir(&self.inv.cwd)
@@ -329,6 +366,23 @@ impl ThinCrate {
             elapsed: start.elapsed(),
         })))
     }
+}
+
+/// Value of codegen option `-C key=value` (or `-Ckey=value`) in rustc arguments.
+fn codegen_value<'a>(args: &'a [String], key: &str) -> Option<&'a str> {
+    let mut prev_c = false;
+    for a in args {
+        let opt = if prev_c {
+            Some(a.as_str())
+        } else {
+            a.strip_prefix("-C")
+        };
+        prev_c = a == "-C";
+        if let Some(v) = opt.and_then(|o| o.strip_prefix(key)?.strip_prefix('=')) {
+            return Some(v);
+        }
+    }
+    None
 }
 
 /// The files a dep-info (`.d`) file lists: each dependency also stands alone as `path:`.

@@ -121,8 +121,9 @@ impl Patcher {
     pub fn baseline(&mut self, dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
         let mut failed = Vec::new();
         for i in 0..self.crates.len() {
+            let swap = self.upstream_swaps(i);
             let built = self.crates[i]
-                .build()
+                .build(&swap)
                 .unwrap_or_else(|e| Outcome::Failed(format!("{e:#}\n")));
             let units = &mut self.running[i];
             match built {
@@ -142,7 +143,7 @@ impl Patcher {
             }
         }
         let edited = self.snapshot.edited_since(dirs);
-        let owners = self.owners(&edited);
+        let owners = self.with_dependents(&self.owners(&edited));
         for &i in &owners {
             self.running[i].unknown = true;
         }
@@ -162,6 +163,38 @@ impl Patcher {
 
     pub fn hot_fn_count(&self) -> usize {
         self.host.hot_fns.len()
+    }
+
+    /// The workspace libraries crate `i` is built against in thin builds: their latest thin
+    /// rlib, so that the code of theirs it holds (inlined, generic, async bodies in optimized
+    /// builds) is the current code. A library another of its workspace dependencies also
+    /// depends on keeps its fat rlib (two versions of one crate would not compile).
+    fn upstream_swaps(&self, i: usize) -> Vec<(String, PathBuf)> {
+        let me = &self.crates[i];
+        let deps: Vec<&ThinCrate> = self
+            .crates
+            .iter()
+            .filter(|c| c.name != me.name && me.depends_on(&c.name))
+            .collect();
+        deps.iter()
+            .filter(|lib| !deps.iter().any(|other| other.depends_on(&lib.name)))
+            .filter_map(|lib| Some((lib.name.clone(), lib.thin_rlib()?)))
+            .collect()
+    }
+
+    /// `affected` and the crates built against a library among them (see `upstream_swaps`).
+    fn with_dependents(&self, affected: &HashSet<usize>) -> HashSet<usize> {
+        let mut out = affected.clone();
+        for i in 0..self.crates.len() {
+            let swaps = self.upstream_swaps(i);
+            if affected
+                .iter()
+                .any(|&j| swaps.iter().any(|(n, _)| *n == self.crates[j].name))
+            {
+                out.insert(i);
+            }
+        }
+        out
     }
 
     /// Crates a change of `paths` may touch: those built from one of the files, else (a new
@@ -244,13 +277,16 @@ impl Patcher {
         superseded: &mut dyn FnMut() -> bool,
     ) -> Result<Option<Option<Compiled>>> {
         let mut out = Compiled::default();
+        let affected = self.with_dependents(affected);
+        // Libraries first (the crates' order): a dependent is built against their new rlib.
         for i in 0..self.crates.len() {
             if !affected.contains(&i) {
                 continue;
             }
+            let swap = self.upstream_swaps(i);
             let c = &self.crates[i];
             let t_build = Instant::now();
-            let Some(built) = c.build_until(superseded)? else {
+            let Some(built) = c.build_until(superseded, &swap)? else {
                 return Ok(None);
             };
             debug_time("thin build (cargo-side)", t_build);

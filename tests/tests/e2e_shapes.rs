@@ -1,0 +1,90 @@
+//! End to end: the shapes real programs have, edited under `cargo hot run` in debug and
+//! release builds. A package with a library and a binary in `src/bin/` (edits to the library's
+//! modules patch the running binary); command types with `async fn apply(self, …)` under
+//! tracing's `#[instrument]`, in both attribute orders, running on tokio; a Rust `dylib`
+//! dependency the program loads as a shared object (as Bevy's `dynamic_linking` does), whose
+//! functions new code may start calling. Judged by the program's output and pid first.
+
+mod support;
+use support::{Hot, pid_of};
+
+const DB: &str = "app/src/db.rs";
+const CMD: &str = "app/src/cmd.rs";
+const BIN: &str = "app/src/bin/server.rs";
+
+/// Waits for a line containing `needle` after `mark`, printed by `pid`.
+fn wait_from(hot: &Hot, mark: (usize, usize), pid: u32, needle: &str) -> String {
+    let line = hot.wait_out(mark, needle, 120);
+    assert_eq!(
+        pid_of(&line),
+        pid,
+        "same process: {line}\n--- cargo hot said ---\n{}",
+        hot.err()
+    );
+    line
+}
+
+fn edit_and_see(hot: &Hot, pid: u32, file: &str, from: &str, to: &str, see: &str, fn_name: &str) {
+    let m = hot.mark();
+    hot.edit(file, from, to);
+    wait_from(hot, m, pid, see);
+    let said = hot.wait_err(m, "Patched", 60);
+    assert!(said.contains(fn_name), "names {fn_name}: {said}");
+}
+
+fn shapes(args: &[&str]) {
+    let _serial = support::serial();
+    let hot = Hot::spawn_in(support::copy_fixture("shapes"), args);
+    // The first save comes as soon as the program prints, as a user's would.
+    let pid = pid_of(&hot.wait_out((0, 0), "srv set k", 900));
+    // A library module's sync method, called from the binary.
+    edit_and_see(
+        &hot,
+        pid,
+        DB,
+        "e.get(key).cloned()",
+        "e.get(key).map(|v| format!(\"<{v}>\"))",
+        "get k=<v",
+        "Db>::get",
+    );
+    // `#[hot]` above `#[instrument]`, async, by value.
+    edit_and_see(
+        &hot,
+        pid,
+        CMD,
+        "\"get {}={v}\"",
+        "\"GET {}={v}\"",
+        "GET k=",
+        "Get>::apply",
+    );
+    // `#[instrument]` above `#[hot]`, now calling a function of the loaded dylib that the
+    // program never called before.
+    edit_and_see(
+        &hot,
+        pid,
+        CMD,
+        "format!(\"set {}\", self.key)",
+        "format!(\"set {} {}\", self.key, fx_dyn::whisper(\"psst\"))",
+        "set k psst...",
+        "Set>::apply",
+    );
+    // A hot fn of the binary itself.
+    edit_and_see(&hot, pid, BIN, "\"srv\"", "\"SRV\"", "SRV set", "banner");
+    // The dylib's own code is not patched: the program restarts, and says why.
+    let m = hot.mark();
+    hot.edit("dyn/src/lib.rs", "\"dyn\"", "\"dyn2\"");
+    let line = hot.wait_out(m, "| dyn2 n=", 300);
+    assert_ne!(pid_of(&line), pid, "restarted: {line}");
+    assert!(
+        line.contains("GET k=<v"),
+        "the edits so far are kept: {line}"
+    );
+    let said = hot.wait_err(m, "Restarting", 5);
+    assert!(said.contains("fx_dyn"), "names the library: {said}");
+    hot.stop();
+}
+
+#[test]
+fn lib_bin_package_with_instrumented_async_commands_and_a_dylib() {
+    shapes(&[]);
+}
