@@ -174,6 +174,10 @@ impl Session {
                     .on_save(&paths, &mut run.program, &mut superseded)
                 {
                     Ok(Verdict::Superseded) if !event::interrupted() => {
+                        ui::dim(
+                            "Superseded",
+                            "by a newer save; building again with every change",
+                        );
                         paths.extend(newer);
                         paths.sort();
                         paths.dedup();

@@ -33,6 +33,8 @@ pub enum Tone {
     Good,
     Warn,
     Bad,
+    /// Routine news that needs no action (a build superseded by a newer save).
+    Dim,
 }
 
 pub fn status(tone: Tone, word: &str, msg: &str) {
@@ -44,6 +46,7 @@ pub fn status(tone: Tone, word: &str, msg: &str) {
             Tone::Good => "32",
             Tone::Warn => "33",
             Tone::Bad => "31",
+            Tone::Dim => "2",
         };
         eprintln!("\x1b[1;{code}m{word:>12}\x1b[0m {msg}");
     } else {
@@ -59,6 +62,9 @@ pub fn warn(word: &str, msg: &str) {
 }
 pub fn bad(word: &str, msg: &str) {
     status(Tone::Bad, word, msg)
+}
+pub fn dim(word: &str, msg: &str) {
+    status(Tone::Dim, word, msg)
 }
 
 /// Rendered rustc diagnostics, with colour codes removed when colour is off.
