@@ -88,3 +88,47 @@ fn shapes(args: &[&str]) {
 fn lib_bin_package_with_instrumented_async_commands_and_a_dylib() {
     shapes(&[]);
 }
+
+/// The frame number and a field of a Bevy-shaped fixture line.
+fn frame(line: &str) -> u64 {
+    support::field(line, "frame")
+}
+
+fn bevy_shaped(args: &[&str]) {
+    let _serial = support::serial();
+    let hot = Hot::spawn_in(support::copy_fixture("ecs"), args);
+    let first = hot.wait_out((0, 0), "mood=calm", 900);
+    let pid = pid_of(&first);
+    // A system's body: the next frame prints the new text, and its `Local` frame counter goes on.
+    let m = hot.mark();
+    hot.edit("src/main.rs", "mood=calm", "mood=glad");
+    let line = wait_from(&hot, m, pid, "mood=glad");
+    assert!(frame(&line) > frame(&first), "Local<u64> kept: {line}");
+    hot.wait_err(m, "Patched", 60);
+    // An observer's body.
+    let m = hot.mark();
+    let before = support::field(&hot.wait_out(m, "cheers=", 10), "cheers");
+    hot.edit(
+        "src/main.rs",
+        "ev.event().0.min(1);",
+        "ev.event().0.min(1) * 1000;",
+    );
+    hot.wait_err(m, "Patched", 60);
+    let m = hot.mark();
+    let line = wait_from(&hot, m, pid, "cheers=");
+    assert!(
+        support::field(&line, "cheers") > before + 1000,
+        "the observer runs its new body: {line}"
+    );
+    hot.stop();
+}
+
+#[test]
+fn bevy_shaped_systems_and_observers_keep_their_state() {
+    bevy_shaped(&[]);
+}
+
+#[test]
+fn bevy_shaped_in_release() {
+    bevy_shaped(&["--release"]);
+}
