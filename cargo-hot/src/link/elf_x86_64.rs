@@ -9,6 +9,9 @@
 //! * thread-local accesses are pre-resolved to the host's thread-pointer offsets, because a
 //!   shared object cannot carry local-exec ones: the other models (general- and local-dynamic,
 //!   initial-exec, TLS descriptors) are first rewritten to local-exec (`tls_x86_64`);
+//! * thread-locals the host imports from a shared library it loads (a dynamically linked std)
+//!   are imported by the patch too: their general-dynamic, initial-exec and descriptor accesses
+//!   stay as compiled, for ld and the dynamic loader (`__tls_get_addr` is ld.so's);
 //! * read-only data, vtables and code stay in the patch, so edited constants take effect;
 //! * names the host imports from libc stay undefined for the dynamic loader.
 //!
@@ -95,6 +98,8 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
     }
 
     let mut by_name: HashMap<String, SymbolId> = HashMap::new();
+    // `__tls_get_addr`, once a sequence kept dynamic calls it.
+    let mut tls_get_addr: Option<SymbolId> = None;
     // Undefined symbols standing for a definition in a later object of the same patch.
     let mut placeholders: HashSet<SymbolId> = HashSet::new();
     let mut entries: Vec<EntrySym> = Vec::new();
@@ -165,6 +170,8 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
         let mut sym_map: HashMap<object::SymbolIndex, SymbolId> = HashMap::new();
         // Host thread-pointer offsets of TLS symbols, by input symbol index.
         let mut tpoff: HashMap<object::SymbolIndex, i64> = HashMap::new();
+        // Thread-locals of the shared libraries the host loads: the patch imports them.
+        let mut imported_tls: HashMap<object::SymbolIndex, SymbolId> = HashMap::new();
         for s in file.symbols() {
             let name = s.name().unwrap_or("");
             match s.kind() {
@@ -195,6 +202,13 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                         continue;
                     }
                     Err(e) if s.kind() == SymbolKind::Tls => return refuse(e),
+                    Ok(None) if s.kind() == SymbolKind::Tls && job.host.imports.contains(name) => {
+                        // The host imports it: it lives in a shared library the program loads
+                        // (e.g. std's thread-locals when std is linked dynamically).
+                        let id = imported_tls_symbol(&mut out, &mut by_name, name, s.is_weak());
+                        imported_tls.insert(s.index(), id);
+                        continue;
+                    }
                     _ if s.kind() == SymbolKind::Tls => {
                         return refuse(format!(
                             "a new thread-local `{}` was added; thread-locals cannot be added to a running program — restart",
@@ -348,6 +362,16 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
             };
             let relocs: Vec<(u64, object::Relocation)> = s.relocations().collect();
             let tls_calls = check_tls_sequences(file, &s, &relocs)?;
+            // The `__tls_get_addr` calls of sequences kept dynamic stay; the others go with
+            // their rewrite to local-exec.
+            let kept_calls: HashSet<usize> = tls_calls
+                .iter()
+                .filter(|(_, access)| {
+                    matches!(relocs[**access].1.target(),
+                        RelocationTarget::Symbol(t) if imported_tls.contains_key(&t))
+                })
+                .map(|(call, _)| *call)
+                .collect();
             for (i, (offset, rel)) in relocs.into_iter().enumerate() {
                 let RelocationFlags::Elf { r_type } = rel.flags() else {
                     return refuse("non-ELF relocation");
@@ -362,7 +386,29 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                     .symbol_by_index(tsym)
                     .map_err(|e| Refused(e.to_string()))?;
                 let addend = rel.addend();
-                if tls_calls.contains(&i) {
+                if kept_calls.contains(&i) {
+                    // The call of a general-dynamic sequence kept for the dynamic loader: to
+                    // ld.so's `__tls_get_addr`, which ld leaves undefined in the patch.
+                    let sym = *tls_get_addr.get_or_insert_with(|| {
+                        out.add_symbol(undefined_symbol(
+                            tls::TLS_GET_ADDR,
+                            SymbolKind::Unknown,
+                            false,
+                        ))
+                    });
+                    out.add_relocation(
+                        out_sec,
+                        write::Relocation {
+                            offset,
+                            symbol: sym,
+                            addend,
+                            flags: RelocationFlags::Elf { r_type },
+                        },
+                    )
+                    .map_err(|e| Refused(format!("relocation: {e}")))?;
+                    continue;
+                }
+                if tls_calls.contains_key(&i) {
                     // The `__tls_get_addr` call of a sequence rewritten to local-exec.
                     continue;
                 }
@@ -373,6 +419,21 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
                         offset,
                         section: s.name().unwrap_or("?"),
                     };
+                    if let Some(&sym) = imported_tls.get(&tsym) {
+                        // Another module's thread-local: the access stays as compiled.
+                        access.dynamic().map_err(|why| site.refusal(&target, why))?;
+                        out.add_relocation(
+                            out_sec,
+                            write::Relocation {
+                                offset,
+                                symbol: sym,
+                                addend,
+                                flags: RelocationFlags::Elf { r_type },
+                            },
+                        )
+                        .map_err(|e| Refused(format!("relocation: {e}")))?;
+                        continue;
+                    }
                     tls.rewrite(out.section_mut(out_sec), &site, tsym, &target, addend)?;
                     continue;
                 }
@@ -539,6 +600,41 @@ pub(super) fn covering(
     })
 }
 
+/// A symbol left to the dynamic loader (default visibility, so the patch imports it).
+fn undefined_symbol(name: &str, kind: SymbolKind, weak: bool) -> write::Symbol {
+    write::Symbol {
+        name: name.as_bytes().to_vec(),
+        value: 0,
+        size: 0,
+        kind,
+        scope: SymbolScope::Dynamic,
+        weak,
+        section: write::SymbolSection::Undefined,
+        flags: SymbolFlags::None,
+    }
+}
+
+/// The patch's import of a thread-local of a shared library the host loads.
+fn imported_tls_symbol(
+    out: &mut write::Object,
+    by_name: &mut HashMap<String, SymbolId>,
+    name: &str,
+    weak: bool,
+) -> SymbolId {
+    if let Some(&id) = by_name.get(name) {
+        // Referenced by an earlier object: a thread-local either way. (A definition in the
+        // patch stays as it is; ld refuses a thread-local access to a plain static.)
+        let sym = out.symbol_mut(id);
+        if sym.section == write::SymbolSection::Undefined {
+            sym.kind = SymbolKind::Tls;
+        }
+        return id;
+    }
+    let id = out.add_symbol(undefined_symbol(name, SymbolKind::Tls, weak));
+    by_name.insert(name.to_string(), id);
+    id
+}
+
 fn host_symbol(
     out: &mut write::Object,
     by_name: &mut HashMap<String, SymbolId>,
@@ -591,16 +687,7 @@ fn resolve_undefined(
         return Ok(*id);
     }
     let undefined = |out: &mut write::Object, weak: bool| {
-        out.add_symbol(write::Symbol {
-            name: name.as_bytes().to_vec(),
-            value: 0,
-            size: 0,
-            kind: SymbolKind::Unknown,
-            scope: SymbolScope::Dynamic,
-            weak,
-            section: write::SymbolSection::Undefined,
-            flags: SymbolFlags::None,
-        })
+        out.add_symbol(undefined_symbol(name, SymbolKind::Unknown, weak))
     };
     if demangle(name).ends_with("::__HOT_SLOT") && !defined_in_patch.contains(name) {
         // Each copy of a hot fn must read its own slot; binding it to the host's would make the

@@ -5,8 +5,9 @@
 //! Inputs:
 //! * seeds, relocatable x86_64 ELF objects written here with `object::write` (no compiler at
 //!   test time): code, data, read-only data, a vtable-like `.data.rel.ro`, a registry entry in
-//!   `hot_runtime_fns`, a hot slot in `.bss`, a thread-local in `.tbss`, defined, undefined, weak
-//!   and section symbols, PLT32/PC32/GOTPCREL/TPOFF32/64 relocations, in two objects that
+//!   `hot_runtime_fns`, a hot slot in `.bss`, a thread-local in `.tbss` and one imported from a
+//!   shared library, defined, undefined, weak and section symbols,
+//!   PLT32/PC32/GOTPCREL/TPOFF32/64/GOTTPOFF relocations, in two objects that
 //!   reference each other; mutated by flipping, setting, inserting, deleting, duplicating and
 //!   truncating bytes and by overwriting the fields that steer a reader (ELF header, section
 //!   headers, symbols, relocations) with edge values;
@@ -55,6 +56,8 @@ const COUNTER: &str = "_ZN3app7COUNTER17h0123456789abcdefE";
 const LIMIT: &str = "_ZN3app5LIMIT17h0123456789abcdefE";
 const STATE: &str = "_ZN3app5STATE17h0123456789abcdefE";
 const PRINT: &str = "_ZN3std2io5stdio6_print17h0123456789abcdefE";
+/// A thread-local of a shared library the host loads (std linked dynamically): imported.
+const KEYS: &str = "_ZN3std4hash6random4KEYS17h0123456789abcdefE";
 const SHIM: &str =
     "<app::work::{closure#0}::{closure#0} as core::ops::function::FnOnce<(u64,)>>::call_once";
 const FINGERPRINT: u64 = 0x1234_5678_9abc_def0;
@@ -214,13 +217,16 @@ fn work_object(tweaks: &Tweaks) -> Result<Vec<u8>, object::write::Error> {
         id
     };
     // push rbp; call helper; mov eax, fs:[STATE@tpoff]; lea rdi, [rip+.rodata];
-    // mov rax, [rip+COUNTER@GOTPCREL]; lea rax, [rip+work]; call _print; ret
+    // mov rax, [rip+COUNTER@GOTPCREL]; lea rax, [rip+work]; call _print; ret; padding;
+    // at 48: mov rcx, [rip+KEYS@gottpoff] (a shared library's thread-local, kept dynamic)
     let mut code = vec![0x55, 0xe8, 0, 0, 0, 0];
     code.extend([0x64, 0x8b, 0x04, 0x25, 0, 0, 0, 0]);
     code.extend([0x48, 0x8d, 0x3d, 0, 0, 0, 0]);
     code.extend([0x48, 0x8b, 0x05, 0, 0, 0, 0]);
     code.extend([0x48, 0x8d, 0x05, 0, 0, 0, 0]);
     code.extend([0xe8, 0, 0, 0, 0, 0xc3]);
+    code.resize(48, 0xcc);
+    code.extend([0x48, 0x8b, 0x0d, 0, 0, 0, 0]);
     code.resize(64, 0xcc);
     let text = section(b".text.work", SectionKind::Text, &code, 16);
     let shim_text = section(
@@ -283,6 +289,7 @@ fn work_object(tweaks: &Tweaks) -> Result<Vec<u8>, object::write::Error> {
         s.weak = weak;
         symbols.push(obj.add_symbol(s));
     }
+    symbols.push(obj.add_symbol(sym(KEYS, 0, 0, Tls, true, SymbolSection::Undefined)));
     let [
         work,
         shim,
@@ -295,6 +302,7 @@ fn work_object(tweaks: &Tweaks) -> Result<Vec<u8>, object::write::Error> {
         print,
         memcpy,
         weak,
+        keys,
     ] = symbols[..]
     else {
         unreachable!()
@@ -303,7 +311,7 @@ fn work_object(tweaks: &Tweaks) -> Result<Vec<u8>, object::write::Error> {
     let rodata_sym = obj.section_symbol(rodata);
     let data_sym = obj.section_symbol(data);
 
-    use elf::{R_X86_64_64, R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_TPOFF32};
+    use elf::{R_X86_64_64, R_X86_64_GOTTPOFF, R_X86_64_PC32, R_X86_64_PLT32, R_X86_64_TPOFF32};
     let mut relocs = vec![
         (text, 2, helper, -4, R_X86_64_PLT32),
         (text, 10, state, 0, R_X86_64_TPOFF32),
@@ -311,6 +319,7 @@ fn work_object(tweaks: &Tweaks) -> Result<Vec<u8>, object::write::Error> {
         (text, 24, data_sym, 8 - 4, R_X86_64_PC32), // LIMIT through its section
         (text, 31, work, -4, R_X86_64_PC32),
         (text, 36, print, -4, R_X86_64_PLT32),
+        (text, 51, keys, -4, R_X86_64_GOTTPOFF),
         (shim_text, 1, work, -4, R_X86_64_PLT32),
         (relro, 0, shim, 0, R_X86_64_64),
         (relro, 8, memcpy, 0, R_X86_64_64),
@@ -469,7 +478,8 @@ fn seeds() -> &'static [Seed; 2] {
 }
 
 /// The running program as `link` sees it: the two seeds' statics, thread-local and `_print`
-/// live there, `memcpy` is imported, `app::work` is a hot fn with the seed's fingerprint.
+/// live there, `memcpy` and the thread-local `KEYS` are imported, `app::work` is a hot fn with
+/// the seed's fingerprint.
 fn host() -> &'static HostImage {
     static HOST: OnceLock<HostImage> = OnceLock::new();
     HOST.get_or_init(|| {
@@ -484,7 +494,7 @@ fn host() -> &'static HostImage {
         ]);
         HostImage {
             symbols,
-            imports: HashSet::from(["memcpy".to_string()]),
+            imports: HashSet::from(["memcpy".to_string(), KEYS.to_string()]),
             shared_libs: Vec::new(),
             tls_block: 0x40,
             hot_fns: HashMap::from([(
@@ -782,8 +792,8 @@ fn malformed_objects_found_by_fuzzing_are_refused() {
     const FREE: u64 = 44;
     const BSS: usize = 6;
     const STATE_SYM: usize = 6;
-    const DATA_SECTION_SYM: usize = 11 + 3;
-    const TBSS_SECTION_SYM: usize = 11 + 7;
+    const DATA_SECTION_SYM: usize = 12 + 3;
+    const TBSS_SECTION_SYM: usize = 12 + 7;
     use elf::{R_X86_64_PC32, R_X86_64_TPOFF32};
     let cases: [(&str, Vec<u8>, &str); 7] = [
         // sh_addralign 3: the writer asserts a power of two (and pads to huge ones).

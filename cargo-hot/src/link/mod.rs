@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 pub mod elf_x86_64;
-/// Thread-local accesses rewritten to the running program's offsets (local-exec).
+/// Thread-local accesses rewritten to the running program's offsets (local-exec), or kept
+/// dynamic for the thread-locals of its shared libraries.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod tls_x86_64;
 

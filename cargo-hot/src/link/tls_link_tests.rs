@@ -4,7 +4,10 @@
 //! * objects compiled by gcc (`-ftls-model=…`, `-fno-plt`, `-mtls-dialect=gnu2`) and rustc (a
 //!   PIC library crate reaching its own and a dependency's `thread_local!`), linked against this
 //!   test process's own thread-locals, then loaded with `dlopen` and run, on two threads: the
-//!   rewritten code must read and write exactly those thread-locals.
+//!   rewritten code must read and write exactly those thread-locals;
+//! * thread-locals of a shared library the running program loads (imported by the program, as
+//!   std's are when it is linked dynamically): the accesses stay dynamic, checked on the patch's
+//!   dynamic relocations and, with a real library and gcc's objects, by running them.
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
@@ -16,7 +19,7 @@ use object::elf;
 use object::write::{Object, Relocation, Symbol, SymbolSection};
 use object::{
     Architecture, BinaryFormat, Endianness, Object as _, ObjectSection as _, ObjectSymbol as _,
-    RelocationFlags, SectionKind, SymbolFlags, SymbolKind, SymbolScope,
+    ObjectSymbolTable as _, RelocationFlags, SectionKind, SymbolFlags, SymbolKind, SymbolScope,
 };
 
 use super::tls_x86_64::{TLS_GET_ADDR, TLS_MODULE_BASE};
@@ -30,6 +33,10 @@ const EXT: &str = "_ZN5tokio7runtime7context7CONTEXT17h0123456789abcdefE";
 const OWN: &str = "_ZN3app5STATE17h0123456789abcdefE";
 /// A thread-local the running program does not have.
 const NEW: &str = "_ZN3app5FRESH17h0123456789abcdefE";
+/// A thread-local of a shared library the running program loads (dynamically linked std): the
+/// program imports it.
+const SHARED: &str =
+    "_ZN3std4hash6random11RandomState3new4KEYS23__RUST_STD_INTERNAL_VAL17h0123456789abcdefE";
 /// Names the section symbol of the patch's `.tbss` in `Reloc::target`.
 const TBSS: &str = ".tbss";
 
@@ -146,6 +153,7 @@ fn object(code: &[u8], relocs: &[Reloc]) -> Vec<u8> {
     for (name, kind) in [
         (EXT, SymbolKind::Tls),
         (NEW, SymbolKind::Tls),
+        (SHARED, SymbolKind::Tls),
         (TLS_GET_ADDR, SymbolKind::Unknown),
         (TLS_MODULE_BASE, SymbolKind::Unknown),
     ] {
@@ -499,6 +507,269 @@ fn new_thread_locals_are_refused_in_every_model() {
     }
 }
 
+// --- thread-locals of the program's shared libraries -------------------------------------------
+
+/// `host()`, which also imports `SHARED` from a shared library it loads.
+fn shared_host() -> HostImage {
+    let mut host = host();
+    host.imports.insert(SHARED.to_string());
+    host
+}
+
+/// The patch linked from one object with `code` and `relocs` against `shared_host()`.
+fn linked_shared(scratch: &Scratch, code: &[u8], relocs: &[Reloc]) -> Result<PathBuf, Refused> {
+    let path = scratch.0.join("work.o");
+    std::fs::write(&path, object(code, relocs)).unwrap();
+    link_in(&scratch.0, &[path], &shared_host())
+}
+
+/// The patch's dynamic relocations: type and symbol name, sorted.
+fn dynamic_relocations(so: &Path) -> Vec<(u32, String)> {
+    let data = std::fs::read(so).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let dynsym = file.dynamic_symbol_table().unwrap();
+    let mut out: Vec<(u32, String)> = file
+        .dynamic_relocations()
+        .into_iter()
+        .flatten()
+        .map(|(_, r)| {
+            let RelocationFlags::Elf { r_type } = r.flags() else {
+                panic!("{r:?}")
+            };
+            let name = match r.target() {
+                object::RelocationTarget::Symbol(i) => dynsym
+                    .symbol_by_index(i)
+                    .unwrap()
+                    .name()
+                    .unwrap()
+                    .to_string(),
+                _ => String::new(),
+            };
+            (r_type, name)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `SHARED` is an undefined, global, default-visibility thread-local of the patch's dynamic
+/// symbols, so the dynamic loader binds it to the library's.
+fn assert_imports_thread_local(so: &Path, name: &str) {
+    let data = std::fs::read(so).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let s = file
+        .dynamic_symbols()
+        .find(|s| s.name() == Ok(name))
+        .unwrap_or_else(|| panic!("{name} is not a dynamic symbol of the patch"));
+    assert!(s.is_undefined(), "{s:?}");
+    assert_eq!(s.kind(), SymbolKind::Tls, "{s:?}");
+    assert!(s.is_global(), "{s:?}");
+    let object::SymbolFlags::Elf { st_other, .. } = s.flags() else {
+        panic!("{s:?}")
+    };
+    assert_eq!(st_other & 3, elf::STV_DEFAULT, "{s:?}");
+}
+
+/// What the program's loader (`hot-runtime`'s `check_image`) requires before `dlopen`: a shared
+/// object with no interpreter, no thread-local segment, no needed libraries, no constructors.
+fn assert_loadable(so: &Path) {
+    use object::read::elf::{Dyn as _, FileHeader as _, ProgramHeader as _};
+    let data = std::fs::read(so).unwrap();
+    let header = elf::FileHeader64::<Endianness>::parse(&*data).unwrap();
+    let endian = header.endian().unwrap();
+    assert_eq!(header.e_type(endian), elf::ET_DYN);
+    for ph in header.program_headers(endian, &*data).unwrap() {
+        let p_type = ph.p_type(endian);
+        assert!(
+            p_type != elf::PT_TLS && p_type != elf::PT_INTERP,
+            "segment {p_type}"
+        );
+        if let Some(dynamic) = ph.dynamic(endian, &*data).unwrap() {
+            for d in dynamic {
+                let tag = d.d_tag(endian) as u32;
+                assert!(
+                    ![
+                        elf::DT_NEEDED,
+                        elf::DT_INIT,
+                        elf::DT_INIT_ARRAY,
+                        elf::DT_PREINIT_ARRAY
+                    ]
+                    .contains(&tag),
+                    "dynamic tag {tag}"
+                );
+            }
+        }
+    }
+}
+
+fn dynamic(r_type: u32, name: &str) -> (u32, String) {
+    (r_type, name.to_string())
+}
+
+#[test]
+fn general_dynamic_to_a_shared_library_stays_dynamic() {
+    let lea = [0x66, 0x48, 0x8d, 0x3d];
+    let plt = cat(&[&lea, &ZERO, &[0x66, 0x66, 0x48, 0xe8], &ZERO]);
+    let got = cat(&[&lea, &ZERO, &[0x66, 0x48, 0xff, 0x15], &ZERO]);
+    let tail = [0x48, 0x8b, 0x00, 0xc3];
+    for (call, call_type, call_slot) in [
+        (&plt, elf::R_X86_64_PLT32, elf::R_X86_64_JUMP_SLOT),
+        (&got, elf::R_X86_64_GOTPCRELX, elf::R_X86_64_GLOB_DAT),
+    ] {
+        let scratch = Scratch::new("shared-gd");
+        let relocs = [
+            (4, SHARED, -4, elf::R_X86_64_TLSGD),
+            (12, TLS_GET_ADDR, -4, call_type),
+        ];
+        let so = linked_shared(&scratch, &cat(&[call, &tail]), &relocs).unwrap();
+        // The sequence is ld's: unchanged but for the displacements it filled in.
+        let out = linked_code(&so, WORK);
+        assert_eq!(out[..4], call[..4], "{call_type}");
+        assert_eq!(out[8..12], call[8..12], "{call_type}");
+        assert_eq!(out[16..], tail, "{call_type}");
+        // A module/offset pair for `__tls_get_addr`, filled by the dynamic loader, and the call
+        // bound to ld.so's `__tls_get_addr`.
+        assert_eq!(
+            dynamic_relocations(&so),
+            [
+                dynamic(call_slot, TLS_GET_ADDR),
+                dynamic(elf::R_X86_64_DTPMOD64, SHARED),
+                dynamic(elf::R_X86_64_DTPOFF64, SHARED),
+            ],
+            "{call_type}"
+        );
+        let mut imported = imports(&so);
+        imported.sort();
+        assert_eq!(imported, [SHARED, TLS_GET_ADDR]);
+        assert_imports_thread_local(&so, SHARED);
+        assert_loadable(&so);
+    }
+}
+
+#[test]
+fn initial_exec_and_descriptors_to_a_shared_library_stay_dynamic() {
+    // mov SHARED@gottpoff(%rip), %r9; mov %fs:(%r9), %rax; ret
+    let ie = cat(&[&[0x4c, 0x8b, 0x0d], &ZERO, &[0x64, 0x49, 0x8b, 0x01], &RET]);
+    // lea SHARED@tlsdesc(%rip), %rax; call *SHARED@tlscall(%rax); mov %fs:(%rax), %rax; ret
+    let desc = cat(&[
+        &[0x48, 0x8d, 0x05],
+        &ZERO,
+        &[0xff, 0x10],
+        &[0x64, 0x48, 0x8b, 0x00],
+        &RET,
+    ]);
+    let cases: [(&[u8], Vec<Reloc>, u32); 2] = [
+        (
+            &ie,
+            vec![(3, SHARED, -4, elf::R_X86_64_GOTTPOFF)],
+            elf::R_X86_64_TPOFF64,
+        ),
+        (
+            &desc,
+            vec![
+                (3, SHARED, -4, elf::R_X86_64_GOTPC32_TLSDESC),
+                (7, SHARED, 0, elf::R_X86_64_TLSDESC_CALL),
+            ],
+            elf::R_X86_64_TLSDESC,
+        ),
+    ];
+    for (code, relocs, expected) in cases {
+        let scratch = Scratch::new("shared-ie");
+        let so = linked_shared(&scratch, code, &relocs).unwrap();
+        let out = linked_code(&so, WORK);
+        assert_eq!(out[..3], code[..3], "{expected}");
+        assert_eq!(out[7..], code[7..], "{expected}");
+        assert_eq!(dynamic_relocations(&so), [dynamic(expected, SHARED)]);
+        assert_eq!(imports(&so), [SHARED]);
+        assert_imports_thread_local(&so, SHARED);
+        assert_loadable(&so);
+    }
+}
+
+#[test]
+fn one_function_reaches_the_program_s_and_a_shared_library_s_thread_locals() {
+    // Two general-dynamic sequences: `EXT` (the program's) becomes local-exec and loses its
+    // call, `SHARED` (a library's) keeps both.
+    let gd = cat(&[
+        &[0x66, 0x48, 0x8d, 0x3d],
+        &ZERO,
+        &[0x66, 0x66, 0x48, 0xe8],
+        &ZERO,
+    ]);
+    let code = cat(&[&gd, &gd, &RET]);
+    let relocs = [
+        (4, EXT, -4, elf::R_X86_64_TLSGD),
+        (12, TLS_GET_ADDR, -4, elf::R_X86_64_PLT32),
+        (20, SHARED, -4, elf::R_X86_64_TLSGD),
+        (28, TLS_GET_ADDR, -4, elf::R_X86_64_PLT32),
+    ];
+    let scratch = Scratch::new("shared-mixed");
+    let so = linked_shared(&scratch, &code, &relocs).unwrap();
+    let out = linked_code(&so, WORK);
+    let local = cat(&[&LOAD_TP, &[0x48, 0x8d, 0x80], &le(EXT_TPOFF)]);
+    assert_eq!(out[..16], local);
+    assert_eq!(out[16..20], gd[..4]);
+    assert_eq!(out[24..28], gd[8..12]);
+    assert_eq!(
+        dynamic_relocations(&so),
+        [
+            dynamic(elf::R_X86_64_JUMP_SLOT, TLS_GET_ADDR),
+            dynamic(elf::R_X86_64_DTPMOD64, SHARED),
+            dynamic(elf::R_X86_64_DTPOFF64, SHARED),
+        ]
+    );
+    assert_loadable(&so);
+}
+
+#[test]
+fn local_models_to_a_shared_library_are_refused() {
+    let scratch = Scratch::new("shared-refused");
+    let refused = |code: &[u8], relocs: &[Reloc]| match linked_shared(&scratch, code, relocs) {
+        Ok(so) => panic!("linked: {}", so.display()),
+        Err(e) => e.0,
+    };
+    let name = "std::hash::random::RandomState::new::KEYS::__RUST_STD_INTERNAL_VAL";
+    // mov %fs:SHARED@tpoff, %rax; ret
+    let le_code = cat(&[&[0x64, 0x48, 0x8b, 0x04, 0x25], &ZERO, &RET]);
+    let msg = refused(&le_code, &[(5, SHARED, 0, elf::R_X86_64_TPOFF32)]);
+    assert_user_terms(&msg, name);
+    assert!(msg.contains("local-exec"), "{msg}");
+    assert!(msg.contains("shared library"), "{msg}");
+    assert!(!msg.contains("new thread-local"), "{msg}");
+    // lea OWN@tlsld(%rip), %rdi; call __tls_get_addr@PLT; mov SHARED@dtpoff(%rax), %rcx; ret
+    let ld_code = cat(&[
+        &[0x48, 0x8d, 0x3d],
+        &ZERO,
+        &[0xe8],
+        &ZERO,
+        &[0x48, 0x8b, 0x88],
+        &ZERO,
+        &RET,
+    ]);
+    let relocs = [
+        (3, OWN, -4, elf::R_X86_64_TLSLD),
+        (8, TLS_GET_ADDR, -4, elf::R_X86_64_PLT32),
+        (15, SHARED, 0, elf::R_X86_64_DTPOFF32),
+    ];
+    let msg = refused(&ld_code, &relocs);
+    assert_user_terms(&msg, name);
+    assert!(msg.contains("local-dynamic"), "{msg}");
+    assert!(msg.contains("shared library"), "{msg}");
+    // Not imported by the program: a new thread-local, as before.
+    let ie = cat(&[&[0x48, 0x8b, 0x05], &ZERO, &RET]);
+    let path = scratch.0.join("work.o");
+    std::fs::write(
+        &path,
+        object(&ie, &[(3, SHARED, -4, elf::R_X86_64_GOTTPOFF)]),
+    )
+    .unwrap();
+    let msg = link_in(&scratch.0, &[path], &host()).unwrap_err().0;
+    assert!(
+        msg.contains(&format!("a new thread-local `{name}`")),
+        "{msg}"
+    );
+}
+
 #[test]
 fn module_ids_are_refused() {
     let code = cat(&[&[0; 8], &RET]);
@@ -825,4 +1096,292 @@ fn rustc_library_objects_run() {
     let so = link_in(dir, &[obj], &host).unwrap();
     check_disassembly(&so);
     check_runs(&so);
+}
+
+/// A shared library defining a thread-local, standing for a Rust `dylib` or a dynamically linked
+/// std. Its own accessors use initial-exec: like a library the program loads at start-up, its
+/// block is in the static TLS area (which a patch's initial-exec access needs).
+const C_SHARED_LIB: &str = r#"
+__thread unsigned long hot_shared_tls;
+unsigned long hot_shared_get(void) { return hot_shared_tls; }
+void hot_shared_set(unsigned long v) { hot_shared_tls = v; }
+"#;
+
+/// A patch reaching the program's `hot_probe` (rewritten to local-exec) and the library's
+/// `hot_shared_tls` (left to the dynamic loader) in the same functions.
+const C_MIXED: &str = r#"
+extern __thread unsigned long hot_probe, hot_shared_tls;
+unsigned long hot_get(void) { return hot_probe * 1000 + hot_shared_tls; }
+void hot_set(unsigned long v) { hot_probe = v; hot_shared_tls = v + 1; }
+"#;
+
+/// The library's `hot_shared_get` and `hot_shared_set`, built once and loaded into this process
+/// with `RTLD_GLOBAL` (as the program's libraries are); `None` without a C compiler.
+fn shared_library() -> Option<(extern "C" fn() -> u64, extern "C" fn(u64))> {
+    static LIB: OnceLock<Option<(usize, usize)>> = OnceLock::new();
+    let &(get, set) = LIB
+        .get_or_init(|| {
+            let scratch = Scratch::new("shared-lib");
+            let src = scratch.0.join("shared.c");
+            std::fs::write(&src, C_SHARED_LIB).unwrap();
+            let lib = scratch.0.join("libhotshared.so");
+            let cc = std::env::var("CARGO_HOT_CC").unwrap_or_else(|_| "cc".into());
+            run(Command::new(cc)
+                .args(["-O2", "-fPIC", "-shared", "-ftls-model=initial-exec"])
+                .arg(&src)
+                .arg("-o")
+                .arg(&lib))?;
+            use std::os::unix::ffi::OsStrExt;
+            let name = std::ffi::CString::new(lib.as_os_str().as_bytes()).unwrap();
+            // SAFETY: the library has no initializers; it is never unloaded (the mapping
+            // outlives the scratch file).
+            let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+            assert!(!handle.is_null(), "dlopen {}", lib.display());
+            let sym = |s: &std::ffi::CStr| {
+                // SAFETY: a live handle and a NUL-terminated name.
+                let p = unsafe { libc::dlsym(handle, s.as_ptr()) };
+                assert!(!p.is_null(), "{s:?}");
+                p as usize
+            };
+            Some((sym(c"hot_shared_get"), sym(c"hot_shared_set")))
+        })
+        .as_ref()?;
+    // SAFETY: `extern "C"` functions of these signatures in `C_SHARED_LIB`.
+    unsafe {
+        Some((
+            std::mem::transmute::<usize, extern "C" fn() -> u64>(get),
+            std::mem::transmute::<usize, extern "C" fn(u64)>(set),
+        ))
+    }
+}
+
+#[test]
+fn gcc_objects_reach_a_shared_library_s_thread_locals() {
+    let Some((shared_get, shared_set)) = shared_library() else {
+        return;
+    };
+    let scratch = Scratch::new("gcc-shared");
+    let mut host = probe_host(["hot_probe", "hot_probe2"]);
+    host.imports.insert("hot_shared_tls".to_string());
+    use elf::{
+        R_X86_64_DTPMOD64, R_X86_64_GOTPC32_TLSDESC, R_X86_64_GOTTPOFF, R_X86_64_TLSDESC,
+        R_X86_64_TLSGD, R_X86_64_TPOFF64,
+    };
+    // Name, flags, the relocation the flags must produce, and the patch's dynamic relocation
+    // for the library's thread-local.
+    let cases: [(&str, &[&str], u32, u32); 4] = [
+        (
+            "gd",
+            &["-ftls-model=global-dynamic"],
+            R_X86_64_TLSGD,
+            R_X86_64_DTPMOD64,
+        ),
+        (
+            "gd-noplt",
+            &["-ftls-model=global-dynamic", "-fno-plt"],
+            R_X86_64_TLSGD,
+            R_X86_64_DTPMOD64,
+        ),
+        (
+            "ie",
+            &["-ftls-model=initial-exec"],
+            R_X86_64_GOTTPOFF,
+            R_X86_64_TPOFF64,
+        ),
+        (
+            "desc",
+            &["-ftls-model=global-dynamic", "-mtls-dialect=gnu2"],
+            R_X86_64_GOTPC32_TLSDESC,
+            R_X86_64_TLSDESC,
+        ),
+    ];
+    for (name, flags, compiled, dynamic_reloc) in cases {
+        let dir = scratch.0.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("t.c");
+        std::fs::write(&src, C_MIXED).unwrap();
+        let obj = dir.join("t.o");
+        let cc = std::env::var("CARGO_HOT_CC").unwrap_or_else(|_| "cc".into());
+        let mut cmd = Command::new(cc);
+        cmd.args(["-O2", "-fPIC", "-c"])
+            .args(flags)
+            .arg(&src)
+            .arg("-o")
+            .arg(&obj);
+        run(&mut cmd).unwrap();
+        assert!(relocation_types(&obj).contains(&compiled), "{name}");
+        let so = link_in(&dir, &[obj], &host).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let relocs = dynamic_relocations(&so);
+        assert!(
+            relocs.contains(&dynamic(dynamic_reloc, "hot_shared_tls")),
+            "{name}: {relocs:?}"
+        );
+        // Only the library's thread-local is left to the loader; the program's is rewritten.
+        assert!(
+            relocs.iter().all(|(_, s)| s != "hot_probe"),
+            "{name}: {relocs:?}"
+        );
+        assert_imports_thread_local(&so, "hot_shared_tls");
+        assert_loadable(&so);
+
+        let (get, set) = load(&so);
+        PROBE.set(3);
+        shared_set(4);
+        assert_eq!(get(), 3004, "{name}");
+        set(7);
+        assert_eq!((PROBE.get(), shared_get()), (7, 8), "{name}");
+        std::thread::spawn(move || {
+            assert_eq!(get(), 0, "{name}");
+            PROBE.set(1);
+            shared_set(2);
+            assert_eq!(get(), 1002, "{name}");
+            set(5);
+            assert_eq!((PROBE.get(), shared_get()), (5, 6), "{name}");
+        })
+        .join()
+        .unwrap();
+        assert_eq!(get(), 7008, "{name}");
+    }
+}
+
+/// A program linking std dynamically (as one with a `dylib` dependency does): `RandomState::new`
+/// (what `HashMap::new` calls) reaches std's thread-local `KEYS`, which the program imports from
+/// `libstd-*.so`. It prints its load address, then loads the patch named on its stdin (with the
+/// address of the patch's `hot_keys`) and checks that the patch's copy advances the same
+/// per-thread keys as its own.
+const RUST_DYNAMIC_STD: &str = r#"
+use std::collections::hash_map::RandomState;
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::io::BufRead;
+
+unsafe extern "C" {
+    static __executable_start: u8;
+    fn dlopen(path: *const c_char, flags: c_int) -> *mut c_void;
+    fn dlinfo(handle: *mut c_void, request: c_int, info: *mut c_void) -> c_int;
+}
+
+/// The keys of a new `RandomState`: std's `KEYS` of this thread, which each call advances.
+#[no_mangle]
+pub extern "C" fn hot_keys(out: &mut [u64; 2]) {
+    *out = unsafe { std::mem::transmute::<RandomState, [u64; 2]>(RandomState::new()) };
+}
+
+fn main() {
+    println!("{:#x}", unsafe { &__executable_start as *const u8 as usize });
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).unwrap();
+    let (path, expected) = line.trim().split_once(' ').unwrap();
+    let expected = usize::from_str_radix(expected, 16).unwrap();
+    let path = CString::new(path).unwrap();
+    let patch = unsafe { dlopen(path.as_ptr(), 2) };
+    assert!(!patch.is_null(), "dlopen failed");
+    // RTLD_DI_LINKMAP: a `struct link_map *`, whose first field is the load bias.
+    let mut map: *const u64 = std::ptr::null();
+    assert_eq!(unsafe { dlinfo(patch, 2, (&raw mut map).cast()) }, 0);
+    assert_eq!(unsafe { *map }, 0, "the patch is not at its linked address");
+    assert_ne!(expected, hot_keys as usize);
+    let patched: extern "C" fn(&mut [u64; 2]) = unsafe { std::mem::transmute(expected) };
+    let run = move || {
+        let (mut a, mut b, mut c) = ([0; 2], [0; 2], [0; 2]);
+        hot_keys(&mut a);
+        patched(&mut b);
+        hot_keys(&mut c);
+        // One key is fixed per thread, the other advances by one per `RandomState`.
+        let next = |x: [u64; 2], y: [u64; 2]| {
+            (x[0] == y[0] && x[1].wrapping_add(1) == y[1])
+                || (x[1] == y[1] && x[0].wrapping_add(1) == y[0])
+        };
+        assert!(next(a, b) && next(b, c), "{a:x?} {b:x?} {c:x?}");
+        a
+    };
+    let here = run();
+    let there = std::thread::spawn(run).join().unwrap();
+    assert_ne!(here, there);
+    println!("ok");
+}
+"#;
+
+#[test]
+fn rustc_objects_reach_a_dynamically_linked_std_s_thread_locals() {
+    use std::io::{BufRead as _, Write as _};
+    let scratch = Scratch::new("rustc-dylib-std");
+    let dir = &scratch.0;
+    std::fs::write(dir.join("main.rs"), RUST_DYNAMIC_STD).unwrap();
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let Ok(libdir) = Command::new(&rustc)
+        .args(["--print", "target-libdir"])
+        .output()
+    else {
+        eprintln!("skipped: no rustc");
+        return;
+    };
+    let libdir = PathBuf::from(String::from_utf8(libdir.stdout).unwrap().trim());
+    // The program and its object, from one compilation.
+    run(Command::new(&rustc)
+        .current_dir(dir)
+        .args(["--edition=2021", "-Cprefer-dynamic", "-Cdebuginfo=0"])
+        .args(["-Ccodegen-units=1", "--emit=obj,link", "main.rs"]))
+    .unwrap();
+    let host = HostImage::load(&dir.join("main"), std::slice::from_ref(&libdir)).unwrap();
+    let keys: Vec<&String> = host
+        .imports
+        .iter()
+        .filter(|n| demangle(n).starts_with("<std::hash::random::RandomState>::new::KEYS"))
+        .collect();
+    assert!(!keys.is_empty(), "std's KEYS is not imported");
+    assert!(keys.iter().all(|k| !host.symbols.contains_key(*k)));
+
+    let mut program = Command::new(dir.join("main"))
+        .env("LD_LIBRARY_PATH", &libdir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(program.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let base = u64::from_str_radix(line.trim().trim_start_matches("0x"), 16).unwrap();
+    // The patch 1 GiB below the program, as cargo hot places it (within 2 GiB: its own statics
+    // resolve to the program's).
+    let addr = base - 0x4000_0000;
+    let linked = link(&Job {
+        objects: &[dir.join("main.o")],
+        host: &host,
+        base,
+        addr,
+        work_dir: dir,
+        name: "patch-1",
+    });
+    let so = match linked {
+        Ok(p) => p.path,
+        Err(e) => {
+            let _ = program.kill();
+            let _ = program.wait();
+            panic!("{e}");
+        }
+    };
+    let relocs = dynamic_relocations(&so);
+    let reached: Vec<_> = relocs.iter().filter(|(_, s)| keys.contains(&s)).collect();
+    // rustc reaches another module's thread-local from a PIE with initial-exec: a GOT slot the
+    // dynamic loader fills with its thread-pointer offset.
+    let ie = !reached.is_empty() && reached.iter().all(|(t, _)| *t == elf::R_X86_64_TPOFF64);
+    for (_, s) in &reached {
+        assert_imports_thread_local(&so, s);
+    }
+    assert_loadable(&so);
+    let data = std::fs::read(&so).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let entry = file
+        .symbols()
+        .find(|s| s.name() == Ok("hot_keys"))
+        .unwrap()
+        .address();
+    let mut stdin = program.stdin.take().unwrap();
+    writeln!(stdin, "{} {entry:x}", so.display()).unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let status = program.wait().unwrap();
+    assert!(ie, "{relocs:?}");
+    assert!(status.success() && rest.trim() == "ok", "{status}: {rest}");
 }

@@ -9,10 +9,18 @@
 //! (`%fs:0`), so every model is rewritten to local-exec with the program's offsets: the "TLS
 //! transitions" of the x86-64 psABI that GNU ld and lld apply when they link an executable.
 //!
+//! A thread-local of a shared library the program loads (a dynamically linked std, a Rust
+//! `dylib` such as Bevy's `dynamic_linking`) has no offset in the executable: the executable
+//! imports it. Accesses to it stay as compiled and the patch imports it too (`Access::dynamic`):
+//! general-dynamic and descriptors ask the dynamic loader, initial-exec reads a GOT slot the
+//! loader fills with the thread-pointer offset (the library was loaded at start-up, so its block
+//! is in the static TLS area). Local-exec and local-dynamic cannot reach another module's
+//! thread-locals from a shared object and are refused.
+//!
 //! The bytes around each relocation are checked against the sequence the ABI prescribes before
 //! anything is written; code that does not match is refused, never patched.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use object::{
     Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SymbolIndex, elf,
@@ -96,6 +104,23 @@ impl Access {
             Access::Apx => Err(APX),
         }
     }
+
+    /// Whether the access can stay as compiled when its thread-local belongs to a shared library
+    /// the program loads, so that ld and the dynamic loader resolve it: general-dynamic (the
+    /// loader fills a module/offset GOT pair for `__tls_get_addr`), descriptors, and initial-exec
+    /// (a GOT slot holding the thread-pointer offset). Local-exec and local-dynamic only reach
+    /// the thread-locals of the module the code is linked into.
+    pub fn dynamic(self) -> Result<(), Mismatch> {
+        match self {
+            Access::GeneralDynamic
+            | Access::InitialExec
+            | Access::Descriptor
+            | Access::DescriptorCall => Ok(()),
+            Access::Offset32 | Access::Offset64 | Access::LocalDynamic => Err(OTHER_MODULE),
+            Access::Unsupported => Err(UNSUPPORTED),
+            Access::Apx => Err(APX),
+        }
+    }
 }
 
 /// The TLS model a relocation type belongs to, for messages.
@@ -135,6 +160,9 @@ const NOT_DESC_CALL: Mismatch = Mismatch("the instruction is not `call *x@tlscal
 const NO_CALL: Mismatch = Mismatch("its call to `__tls_get_addr` has no matching relocation");
 const OVERLAP: Mismatch = Mismatch("another relocation falls inside the instructions to rewrite");
 const UNKNOWN: Mismatch = Mismatch("the running program has no thread-local there");
+const OTHER_MODULE: Mismatch = Mismatch(
+    "it belongs to a shared library the program loads (such as a dynamically linked std), which code compiled for this model cannot reach from a patch",
+);
 
 /// `mov %fs:0, %rax`: the thread pointer.
 const LOAD_TP: [u8; 9] = [0x64, 0x48, 0x8b, 0x04, 0x25, 0, 0, 0, 0];
@@ -359,12 +387,13 @@ pub(super) struct Reloc<'a> {
 /// Checks a section's thread-local accesses before any is rewritten: each general- or
 /// local-dynamic sequence ends with its `__tls_get_addr` call, and no two rewrites, or a rewrite
 /// and another relocation, touch the same bytes. Returns the indexes of the calls' relocations,
-/// which the rewrites drop; on failure, the index of the offending relocation and why.
+/// each with the index of the access whose sequence it ends (a rewrite drops the call, an access
+/// kept dynamic keeps it); on failure, the index of the offending relocation and why.
 pub(super) fn check_section(
     code: &[u8],
     relocs: &[Reloc],
-) -> Result<HashSet<usize>, (usize, Mismatch)> {
-    let mut calls = HashSet::new();
+) -> Result<HashMap<usize, usize>, (usize, Mismatch)> {
+    let mut calls = HashMap::new();
     if !relocs.iter().any(|r| Access::of(r.r_type).is_some()) {
         return Ok(calls);
     }
@@ -379,7 +408,7 @@ pub(super) fn check_section(
             let found = relocs.iter().position(|c| {
                 c.offset == call.offset && c.target == TLS_GET_ADDR && call.accepts(c.r_type)
             });
-            calls.insert(found.ok_or((i, NO_CALL))?);
+            calls.insert(found.ok_or((i, NO_CALL))?, i);
         }
         spans.push((site.start, site.end, i));
     }
@@ -387,7 +416,7 @@ pub(super) fn check_section(
         let Ok(at) = usize::try_from(r.offset) else {
             continue; // refused where it is applied
         };
-        if Access::of(r.r_type).is_none() && !calls.contains(&i) {
+        if Access::of(r.r_type).is_none() && !calls.contains_key(&i) {
             spans.push((at, at.saturating_add(1), i));
         }
     }
@@ -509,13 +538,13 @@ pub(super) fn code_name(section: &str) -> String {
     }
 }
 
-/// `check_section` on an input section; returns the indexes of the `__tls_get_addr` calls the
-/// rewrites drop.
+/// `check_section` on an input section; returns the indexes of the `__tls_get_addr` calls of
+/// the sequences, each with the index of the access it belongs to.
 pub(super) fn check_tls_sequences(
     file: &object::File,
     section: &object::Section,
     relocs: &[(u64, object::Relocation)],
-) -> Result<HashSet<usize>, Refused> {
+) -> Result<HashMap<usize, usize>, Refused> {
     let target = |rel: &object::Relocation| match rel.target() {
         RelocationTarget::Symbol(i) => file.symbol_by_index(i).ok(),
         _ => None,
@@ -744,6 +773,33 @@ mod tests {
         assert_eq!(Access::Apx.symbol_addend(-4), Err(APX));
     }
 
+    #[test]
+    fn another_module_s_thread_locals_keep_the_dynamic_models_only() {
+        for r_type in [
+            elf::R_X86_64_TLSGD,
+            elf::R_X86_64_GOTTPOFF,
+            elf::R_X86_64_GOTPC32_TLSDESC,
+            elf::R_X86_64_TLSDESC_CALL,
+        ] {
+            assert_eq!(Access::of(r_type).unwrap().dynamic(), Ok(()), "{r_type}");
+        }
+        for r_type in [
+            elf::R_X86_64_TPOFF32,
+            elf::R_X86_64_TPOFF64,
+            elf::R_X86_64_TLSLD,
+            elf::R_X86_64_DTPOFF32,
+            elf::R_X86_64_DTPOFF64,
+        ] {
+            assert_eq!(
+                Access::of(r_type).unwrap().dynamic(),
+                Err(OTHER_MODULE),
+                "{r_type}"
+            );
+        }
+        assert_eq!(Access::Unsupported.dynamic(), Err(UNSUPPORTED));
+        assert_eq!(Access::Apx.dynamic(), Err(APX));
+    }
+
     fn r(offset: u64, r_type: u32, target: &str) -> Reloc<'_> {
         Reloc {
             offset,
@@ -757,7 +813,20 @@ mod tests {
         let (c, at) = code(&GD_LEA, &[0x66, 0x66, 0x48, 0xe8, 0, 0, 0, 0]);
         let gd = r(at, elf::R_X86_64_TLSGD, "x");
         let call = r(at + 8, elf::R_X86_64_PLT32, TLS_GET_ADDR);
-        assert_eq!(check_section(&c, &[gd, call]), Ok(HashSet::from([1])));
+        assert_eq!(check_section(&c, &[gd, call]), Ok(HashMap::from([(1, 0)])));
+        // Each call is paired with its own sequence's access, whatever the order.
+        let twice = [c.clone(), c.clone()].concat();
+        let n = c.len() as u64;
+        let relocs = [
+            r(n + at + 8, elf::R_X86_64_PLT32, TLS_GET_ADDR),
+            r(at, elf::R_X86_64_TLSGD, "x"),
+            r(n + at, elf::R_X86_64_TLSGD, "y"),
+            r(at + 8, elf::R_X86_64_PLT32, TLS_GET_ADDR),
+        ];
+        assert_eq!(
+            check_section(&twice, &relocs),
+            Ok(HashMap::from([(3, 1), (0, 2)]))
+        );
         // No call relocation, one of the wrong kind, or to another function.
         let gd = || r(at, elf::R_X86_64_TLSGD, "x");
         assert_eq!(check_section(&c, &[gd()]), Err((0, NO_CALL)));
@@ -782,7 +851,7 @@ mod tests {
             r(0, elf::R_X86_64_TPOFF32, "x"),
             r(4, elf::R_X86_64_TPOFF32, "x"),
         ];
-        assert_eq!(check_section(&c, &relocs), Ok(HashSet::new()));
+        assert_eq!(check_section(&c, &relocs), Ok(HashMap::new()));
         let relocs = [
             r(0, elf::R_X86_64_TPOFF64, "x"),
             r(4, elf::R_X86_64_TPOFF32, "x"),
