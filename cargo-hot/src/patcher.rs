@@ -278,67 +278,84 @@ impl Patcher {
     ) -> Result<Option<Option<Compiled>>> {
         let mut out = Compiled::default();
         let affected = self.with_dependents(affected);
+        // Units of every crate built, keyed `crate/unit`: one selection over all of them, since
+        // a hot fn's registry entry may sit in a library and its code in the binary (optimized
+        // builds instantiate a library's async bodies where they are called).
+        let mut as_running: HashMap<String, link::ObjectIndex> = HashMap::new();
+        let mut rebuilt: HashMap<String, link::ObjectIndex> = HashMap::new();
+        let mut objects: HashMap<String, PathBuf> = HashMap::new();
         // Libraries first (the crates' order): a dependent is built against their new rlib.
         for i in 0..self.crates.len() {
             if !affected.contains(&i) {
                 continue;
             }
-            let swap = self.upstream_swaps(i);
-            let c = &self.crates[i];
-            let t_build = Instant::now();
-            let Some(built) = c.build_until(superseded, &swap)? else {
+            let Some(objs) = self.build_one(i, superseded)? else {
                 return Ok(None);
             };
-            debug_time("thin build (cargo-side)", t_build);
-            let objs = match built {
-                Outcome::Failed(_) if crate::event::interrupted() => return Ok(None),
-                Outcome::Failed(diag) => {
-                    ui::diagnostics(&diag);
-                    ui::bad(
-                        "error",
-                        &format!(
-                            "could not compile `{}`; the program keeps running its last good code",
-                            c.name
-                        ),
-                    );
-                    return Ok(Some(None));
-                }
-                Outcome::Built(objs) => objs,
+            let Some(objs) = objs else {
+                return Ok(Some(None));
             };
             out.rustc_time += objs.elapsed;
             let units = &self.running[i];
-            let mut rebuilt = HashMap::new();
+            let key = |cgu: &str| format!("{i}/{cgu}");
+            if units.unknown {
+                out.whole.push(self.crates[i].name.clone());
+            } else {
+                as_running.extend(units.index.iter().map(|(c, x)| (key(c), x.clone())));
+            }
             for (cgu, p) in &objs.objects {
                 let h = hash_file(p)?;
+                objects.insert(key(cgu), p.clone());
                 if units.unknown || units.hashes.get(cgu) != Some(&h) {
                     out.hashes.push((i, cgu.clone(), h));
                     let idx = link::index_object(p).map_err(|e| anyhow::anyhow!(e.0))?;
-                    rebuilt.insert(cgu.clone(), idx);
+                    out.indexes.push((i, cgu.clone(), idx.clone()));
+                    rebuilt.insert(key(cgu), idx);
                 }
             }
-            let unknown = HashMap::new();
-            let as_running = if units.unknown {
-                &unknown
-            } else {
-                &units.index
-            };
-            let (needed, changed_fns) = link::select_units(as_running, &rebuilt, &self.host);
-            let mut names: Vec<String> = changed_fns.iter().map(|f| demangle(f)).collect();
-            if debugging() {
-                names.sort();
-                eprintln!("[debug] changed symbols: {names:#?}\n[debug] units: {needed:?}");
-            }
-            if units.unknown {
-                out.whole.push(c.name.clone());
-            }
-            out.edited.extend(names);
-            out.objects
-                .extend(needed.iter().filter_map(|c| objs.objects.get(c).cloned()));
-            out.indexes
-                .extend(rebuilt.into_iter().map(|(c, idx)| (i, c, idx)));
             out.sources.push((i, objs.sources));
         }
+        let (needed, changed_fns) = link::select_units(&as_running, &rebuilt, &self.host);
+        let mut names: Vec<String> = changed_fns.iter().map(|f| demangle(f)).collect();
+        if debugging() {
+            names.sort();
+            eprintln!("[debug] changed symbols: {names:#?}\n[debug] units: {needed:?}");
+        }
+        out.edited.extend(names);
+        out.objects
+            .extend(needed.iter().filter_map(|u| objects.get(u).cloned()));
         Ok(Some(Some(out)))
+    }
+
+    /// Thin-builds crate `i`. `None`: superseded (or interrupted); `Some(None)`: a compile
+    /// error, shown (the program keeps its code).
+    fn build_one(
+        &self,
+        i: usize,
+        superseded: &mut dyn FnMut() -> bool,
+    ) -> Result<Option<Option<crate::build::ThinObjects>>> {
+        let swap = self.upstream_swaps(i);
+        let c = &self.crates[i];
+        let t_build = Instant::now();
+        let Some(built) = c.build_until(superseded, &swap)? else {
+            return Ok(None);
+        };
+        debug_time("thin build (cargo-side)", t_build);
+        match built {
+            Outcome::Failed(_) if crate::event::interrupted() => Ok(None),
+            Outcome::Failed(diag) => {
+                ui::diagnostics(&diag);
+                ui::bad(
+                    "error",
+                    &format!(
+                        "could not compile `{}`; the program keeps running its last good code",
+                        c.name
+                    ),
+                );
+                Ok(Some(None))
+            }
+            Outcome::Built(objs) => Ok(Some(Some(objs))),
+        }
     }
 
     /// The program runs `compiled` now (or will, at its `apply_pending()`).

@@ -132,3 +132,7 @@ fn bevy_shaped_systems_and_observers_keep_their_state() {
 fn bevy_shaped_in_release() {
     bevy_shaped(&["--release"]);
 }
+#[test]
+fn the_same_in_release() {
+    shapes(&["--release"]);
+}
