@@ -314,6 +314,7 @@ impl Patcher {
                 }
             }
             out.sources.push((i, objs.sources));
+            out.units.push((i, objs.objects.keys().cloned().collect()));
         }
         let (needed, changed_fns) = link::select_units(&as_running, &rebuilt, &self.host);
         let mut names: Vec<String> = changed_fns.iter().map(|f| demangle(f)).collect();
@@ -360,6 +361,12 @@ impl Patcher {
 
     /// The program runs `compiled` now (or will, at its `apply_pending()`).
     fn commit(&mut self, compiled: Compiled, paths: &[PathBuf]) {
+        // Units rustc no longer produces are gone from the running picture.
+        for (i, units) in &compiled.units {
+            let r = &mut self.running[*i];
+            r.hashes.retain(|cgu, _| units.contains(cgu));
+            r.index.retain(|cgu, _| units.contains(cgu));
+        }
         for (i, cgu, h) in compiled.hashes {
             self.running[i].hashes.insert(cgu, h);
         }
@@ -589,6 +596,8 @@ struct Compiled {
     hashes: Vec<(usize, String, u64)>,
     indexes: Vec<(usize, String, link::ObjectIndex)>,
     sources: Vec<(usize, HashSet<PathBuf>)>,
+    /// The units each crate built now has.
+    units: Vec<(usize, HashSet<String>)>,
     /// Crates reloaded whole (their running code was not known).
     whole: Vec<String>,
     rustc_time: Duration,

@@ -29,7 +29,20 @@ fn edit_and_see(hot: &Hot, pid: u32, file: &str, from: &str, to: &str, see: &str
     hot.edit(file, from, to);
     wait_from(hot, m, pid, see);
     let said = hot.wait_err(m, "Patched", 60);
-    assert!(said.contains(fn_name), "names {fn_name}: {said}");
+    // Names the edited fn. (Exactly it, in the Bevy-shaped test below; here, when rustc moves
+    // generic code between codegen units, functions whose code did not change can be named
+    // too: a known imprecision, not a wrong patch.)
+    assert!(
+        patched_names(&said).split(", ").any(|n| n == fn_name),
+        "names {fn_name}: {said}\n--- cargo hot said ---\n{}",
+        hot.err()
+    );
+}
+
+/// The function names of a `Patched NAMES in N ms …` line.
+fn patched_names(line: &str) -> &str {
+    let rest = &line[line.find("Patched ").expect("a Patched line") + 8..];
+    &rest[..rest.find(" in ").expect("a timing")]
 }
 
 fn shapes(args: &[&str]) {
@@ -45,7 +58,7 @@ fn shapes(args: &[&str]) {
         "e.get(key).cloned()",
         "e.get(key).map(|v| format!(\"<{v}>\"))",
         "get k=<v",
-        "Db>::get",
+        "<fx_shapes::db::Db>::get",
     );
     // `#[hot]` above `#[instrument]`, async, by value.
     edit_and_see(
@@ -55,7 +68,7 @@ fn shapes(args: &[&str]) {
         "\"get {}={v}\"",
         "\"GET {}={v}\"",
         "GET k=",
-        "Get>::apply",
+        "<fx_shapes::cmd::Get>::apply",
     );
     // `#[instrument]` above `#[hot]`, now calling a function of the loaded dylib that the
     // program never called before.
@@ -66,7 +79,7 @@ fn shapes(args: &[&str]) {
         "format!(\"set {}\", self.key)",
         "format!(\"set {} {}\", self.key, fx_dyn::whisper(\"psst\"))",
         "set k psst...",
-        "Set>::apply",
+        "<fx_shapes::cmd::Set>::apply",
     );
     // A hot fn of the binary itself.
     edit_and_see(&hot, pid, BIN, "\"srv\"", "\"SRV\"", "SRV set", "banner");
@@ -104,7 +117,10 @@ fn bevy_shaped(args: &[&str]) {
     hot.edit("src/main.rs", "mood=calm", "mood=glad");
     let line = wait_from(&hot, m, pid, "mood=glad");
     assert!(frame(&line) > frame(&first), "Local<u64> kept: {line}");
-    hot.wait_err(m, "Patched", 60);
+    let said = hot.wait_err(m, "Patched", 60);
+    if !said.contains("was reloaded") {
+        assert_eq!(patched_names(&said), "report", "names exactly: {said}");
+    }
     // An observer's body.
     let m = hot.mark();
     let before = support::field(&hot.wait_out(m, "cheers=", 10), "cheers");
@@ -113,7 +129,8 @@ fn bevy_shaped(args: &[&str]) {
         "ev.event().0.min(1);",
         "ev.event().0.min(1) * 1000;",
     );
-    hot.wait_err(m, "Patched", 60);
+    let said = hot.wait_err(m, "Patched", 60);
+    assert_eq!(patched_names(&said), "cheer", "names exactly: {said}");
     let m = hot.mark();
     let line = wait_from(&hot, m, pid, "cheers=");
     assert!(

@@ -92,6 +92,18 @@ pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
     let file = object::File::parse(&*data)
         .map_err(|e| Refused(format!("parsing {}: {e}", path.display())))?;
     let mut idx = ObjectIndex::default();
+    // Bytes of each section: an anonymous constant is known by its content, not its name
+    // (`.Lanon.<unit>.N` renumbers when another constant of the unit is added or removed).
+    let content: std::collections::HashMap<object::SectionIndex, u64> = file
+        .sections()
+        .map(|sec| {
+            use object::ObjectSection;
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            sec.data().unwrap_or(&[]).hash(&mut h);
+            (sec.index(), h.finish())
+        })
+        .collect();
     // Code hash per function section (rustc emits one section per function).
     let mut section_hash: std::collections::HashMap<object::SectionIndex, u64> =
         std::collections::HashMap::new();
@@ -112,7 +124,17 @@ pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
             r.addend().hash(&mut h);
             if let object::RelocationTarget::Symbol(t) = r.target() {
                 if let Ok(ts) = file.symbol_by_index(t) {
-                    ts.name().unwrap_or("").hash(&mut h);
+                    let name = ts.name().unwrap_or("");
+                    let anonymous = ts.is_local()
+                        && (ts.kind() == SymbolKind::Section
+                            || name.is_empty()
+                            || name.starts_with(".L"));
+                    match ts.section_index() {
+                        Some(i) if anonymous => {
+                            anonymous_content(&file, i, &ts, &content).hash(&mut h)
+                        }
+                        _ => name.hash(&mut h),
+                    }
                 }
             }
         }
@@ -185,12 +207,19 @@ pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
         if !s.is_definition() {
             continue;
         }
-        if let (Ok(n), Some(h)) = (
+        if let (Ok(n), Some(si), Some(h)) = (
             s.name(),
+            s.section_index(),
             s.section_index().and_then(|i| section_hash.get(&i)),
         ) {
             if !n.is_empty() {
-                idx.code.insert(n.to_string(), *h);
+                // Constants share sections (merged strings); each is known by its own bytes.
+                let h = if s.kind() == SymbolKind::Data && s.size() > 0 {
+                    symbol_bytes_hash(&file, si, s.address(), s.size()).unwrap_or(*h)
+                } else {
+                    *h
+                };
+                idx.code.insert(n.to_string(), h);
             }
         }
         let Ok(name) = s.name() else { continue };
@@ -205,6 +234,53 @@ pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
         }
     }
     Ok(idx)
+}
+
+/// What an anonymous relocation target stands for: its own bytes when it has a size (one
+/// constant among others in a merged section), else its section's bytes and its offset.
+fn anonymous_content<'d>(
+    file: &object::File<'d>,
+    section: object::SectionIndex,
+    sym: &object::Symbol<'d, '_>,
+    content: &std::collections::HashMap<object::SectionIndex, u64>,
+) -> (u64, u64) {
+    use object::ObjectSymbol;
+    if sym.size() > 0 {
+        if let Some(h) = symbol_bytes_hash(file, section, sym.address(), sym.size()) {
+            return (h, 0);
+        }
+    }
+    (content.get(&section).copied().unwrap_or(0), sym.address())
+}
+
+/// Hash of bytes `[at, at+size)` of a section and of the relocations inside that range.
+fn symbol_bytes_hash(
+    file: &object::File<'_>,
+    section: object::SectionIndex,
+    at: u64,
+    size: u64,
+) -> Option<u64> {
+    use object::{Object, ObjectSection, ObjectSymbol};
+    use std::hash::{Hash, Hasher};
+    let sec = file.section_by_index(section).ok()?;
+    let data = sec.data().ok()?;
+    let bytes =
+        data.get(usize::try_from(at).ok()?..usize::try_from(at.checked_add(size)?).ok()?)?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    for (off, r) in sec
+        .relocations()
+        .filter(|(off, _)| (at..at + size).contains(off))
+    {
+        (off - at).hash(&mut h);
+        r.addend().hash(&mut h);
+        if let object::RelocationTarget::Symbol(t) = r.target() {
+            if let Ok(ts) = file.symbol_by_index(t) {
+                ts.name().unwrap_or("").hash(&mut h);
+            }
+        }
+    }
+    Some(h.finish())
 }
 
 /// Whether a function path is part of hot fn `parent` (itself, its closures, its coroutine,
@@ -276,11 +352,20 @@ pub fn select_units(
         running.iter().map(|(c, i)| (c.as_str(), i)).collect();
     current.extend(rebuilt.iter().map(|(c, i)| (c.as_str(), i)));
 
+    // A symbol is compared with itself as running, in its unit or, when rustc moved it to
+    // another unit (partitioning shifts as code is added), wherever it was.
+    let anywhere: HashMap<&str, u64> = running
+        .values()
+        .flat_map(|i| i.code.iter().map(|(f, h)| (f.as_str(), *h)))
+        .collect();
     let mut changed = HashSet::new();
     for (cgu, idx) in rebuilt {
         let old = running.get(cgu);
         for (f, h) in &idx.code {
-            if old.and_then(|o| o.code.get(f)) != Some(h) {
+            let was = old
+                .and_then(|o| o.code.get(f).copied())
+                .or_else(|| anywhere.get(f.as_str()).copied());
+            if was != Some(*h) {
                 changed.insert(f.clone());
             }
         }
