@@ -61,7 +61,7 @@ fn encoded_rustflags() -> String {
 pub fn fat_build(
     flags: &CargoFlags,
     hot_dir: &Path,
-    pick: &dyn Fn(&[(String, Vec<String>, PathBuf)]) -> Result<PathBuf>,
+    pick: &dyn Fn(&[crate::workspace::Built]) -> Result<PathBuf>,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<Outcome<FatBuild>> {
     let start = Instant::now();

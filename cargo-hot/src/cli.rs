@@ -141,6 +141,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", help_heading = "Hot Options")]
     pub ignore: Vec<PathBuf>,
 
+    /// Listen on ADDR for the program and hand it the same socket on every restart, so
+    /// connections wait instead of being refused (systemd protocol: `LISTEN_FDS`, `listenfd`;
+    /// or `hot_runtime::listener(ADDR)`) (repeatable)
+    #[arg(long, value_name = "ADDR", help_heading = "Hot Options")]
+    pub listen: Vec<String>,
+
     /// Arguments for the program
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<OsString>,
@@ -218,6 +224,7 @@ struct Config {
     restart: Option<bool>,
     watch: Vec<PathBuf>,
     ignore: Vec<PathBuf>,
+    listen: Vec<String>,
 }
 
 fn read_config(common: &CommonArgs) -> Config {
@@ -238,6 +245,10 @@ fn read_config(common: &CommonArgs) -> Config {
         }
         if let Some(r) = hot["restart"].as_bool() {
             cfg.restart = Some(r);
+        }
+        if let Some(a) = hot["listen"].as_array() {
+            cfg.listen
+                .extend(a.iter().filter_map(|x| x.as_str()).map(str::to_string));
         }
         for (key, list) in [("watch", &mut cfg.watch), ("ignore", &mut cfg.ignore)] {
             if let Some(a) = hot[key].as_array() {
@@ -313,6 +324,10 @@ pub fn main(mut argv: Vec<OsString>) -> Result<i32> {
             .chain(cfg.ignore)
             .collect(),
         build_only: run.is_none(),
+        listen: match run.as_ref().map(|r| r.listen.clone()) {
+            Some(l) if !l.is_empty() => l,
+            _ => cfg.listen,
+        },
     };
     session::run(opts)
 }

@@ -3,7 +3,7 @@
 //! signal, and its runtime stops it when the control channel closes.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -51,15 +51,23 @@ pub struct Launch<'a> {
     /// puts them on the library path.
     pub lib_dirs: Vec<std::path::PathBuf>,
     pub forward_stdin: bool,
+    /// Listening sockets cargo hot holds across runs: passed as fds 3.. (systemd protocol).
+    pub listeners: &'a [RawFd],
 }
+
+/// Most listening sockets one program can be given (fds are arranged without allocating, after
+/// fork).
+pub const MAX_LISTENERS: usize = 32;
 
 impl Program {
     /// Starts the program and waits for its hello (or its early exit).
     pub fn launch(l: &Launch, events: Sender<Event>) -> Result<Program> {
         let (parent, child_end) = UnixStream::pair().context("creating the control channel")?;
         let mut cmd = Command::new(l.exe);
+        // The listeners take fds 3..3+n, as the systemd protocol wants; the channel comes next.
+        let ctl_fd = 3 + l.listeners.len() as RawFd;
         cmd.args(l.args)
-            .env("HOT_RUNTIME_FD", child_end.as_raw_fd().to_string())
+            .env("HOT_RUNTIME_FD", ctl_fd.to_string())
             .env("HOT_RUNTIME_BUILD_ID", l.build_id)
             .env("HOT_RUNTIME_PATCH_DIR", l.patch_dir)
             // Its own process group: Ctrl-C reaches the tool, which stops the program cleanly.
@@ -67,7 +75,13 @@ impl Program {
         if let Some(path) = library_path(&l.lib_dirs) {
             cmd.env("LD_LIBRARY_PATH", path);
         }
-        inherit_and_die_with_parent(&mut cmd, child_end.as_raw_fd());
+        if !l.listeners.is_empty() {
+            // `listenfd` accepts an empty LISTEN_PID; hot-runtime sets it to the pid at start.
+            cmd.env("LISTEN_FDS", l.listeners.len().to_string())
+                .env("LISTEN_PID", "")
+                .env("HOT_RUNTIME_LISTEN", "1");
+        }
+        inherit_and_die_with_parent(&mut cmd, child_end.as_raw_fd(), l.listeners)?;
         if l.forward_stdin {
             cmd.stdin(std::process::Stdio::piped());
         }
@@ -205,15 +219,39 @@ impl Drop for Program {
     }
 }
 
-/// Lets the child inherit the control channel's fd and ties its life to ours: SIGTERM when
-/// cargo hot dies (the thread that spawns it is the session's, which lives as long as cargo hot).
-fn inherit_and_die_with_parent(cmd: &mut Command, child_fd: i32) {
-    // SAFETY: only async-signal-safe calls (fcntl, prctl, getppid, kill) between fork and exec.
+/// Gives the child the listeners as fds 3.. and the control channel right after them, and ties
+/// its life to ours: SIGTERM when cargo hot dies (the thread that spawns it is the session's,
+/// which lives as long as cargo hot).
+fn inherit_and_die_with_parent(cmd: &mut Command, ctl: RawFd, listeners: &[RawFd]) -> Result<()> {
+    anyhow::ensure!(
+        listeners.len() <= MAX_LISTENERS,
+        "at most {MAX_LISTENERS} listening sockets can be passed to the program"
+    );
+    let n = listeners.len();
+    let mut sources = [0 as RawFd; MAX_LISTENERS + 1];
+    sources[..n].copy_from_slice(listeners);
+    sources[n] = ctl;
     let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe calls (fcntl, dup2, close, prctl, getppid, kill) between
+    // fork and exec, and no allocation (fixed arrays).
     unsafe {
         cmd.pre_exec(move || {
-            let flags = libc::fcntl(child_fd, libc::F_GETFD);
-            libc::fcntl(child_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+            // First out of the way (above every target), then into place: a source may sit
+            // where another one must go.
+            let mut moved = [0 as RawFd; MAX_LISTENERS + 1];
+            for i in 0..=n {
+                moved[i] = libc::fcntl(sources[i], libc::F_DUPFD_CLOEXEC, 4 + n as RawFd);
+                if moved[i] < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, &fd) in moved.iter().enumerate().take(n + 1) {
+                // dup2 leaves the new fd without FD_CLOEXEC: the program inherits it.
+                if libc::dup2(fd, 3 + i as RawFd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+            }
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
             // cargo hot died between fork and prctl: nobody would deliver the signal.
             if libc::getppid() != parent {
@@ -222,6 +260,7 @@ fn inherit_and_die_with_parent(cmd: &mut Command, child_fd: i32) {
             Ok(())
         });
     }
+    Ok(())
 }
 
 /// `LD_LIBRARY_PATH` with `dirs` first, as cargo sets it for `cargo run`.

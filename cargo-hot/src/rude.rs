@@ -222,7 +222,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("lib.rs");
         std::fs::write(&f, before).unwrap();
-        let snap = Snapshot::take(&[dir.clone()]);
+        let snap = Snapshot::take(std::slice::from_ref(&dir));
         std::fs::write(&f, after).unwrap();
         let r = snap.check(&[f]);
         std::fs::remove_dir_all(&dir).unwrap();

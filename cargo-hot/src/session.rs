@@ -17,6 +17,7 @@
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
@@ -53,6 +54,8 @@ pub struct Options {
     pub extra_watch: Vec<PathBuf>,
     pub ignores: Vec<PathBuf>,
     pub build_only: bool,
+    /// Addresses cargo hot listens on for the program, across restarts.
+    pub listen: Vec<String>,
 }
 
 enum State {
@@ -73,6 +76,8 @@ struct Session {
     patch_dir: PathBuf,
     /// cargo hot owns the terminal: `r`/`q` are its keys, other lines go to the program.
     keys: bool,
+    /// Sockets bound once and passed to every run of the program.
+    listeners: Vec<std::net::TcpListener>,
     state: State,
 }
 
@@ -108,11 +113,13 @@ pub fn run(opts: Options) -> Result<i32> {
     if keys {
         events.read_keys();
     }
+    let listeners = bind_all(&opts.listen)?;
     let mut s = Session {
         opts,
         ws,
         patch_dir,
         keys,
+        listeners,
         state: State::Idle,
     };
     s.replace_program(&mut events, "")?;
@@ -246,6 +253,11 @@ impl Session {
             patch_dir: &self.patch_dir,
             lib_dirs,
             forward_stdin: self.keys,
+            listeners: &self
+                .listeners
+                .iter()
+                .map(|l| l.as_raw_fd())
+                .collect::<Vec<_>>(),
         };
         let program = Program::launch(&launch, events.sender())?;
         let mut patcher = Patcher::new(host, crates, snapshot, &self.patch_dir);
@@ -360,6 +372,28 @@ fn program_name(o: &Options) -> String {
         .or(o.bin.clone())
         .or(o.package.clone())
         .unwrap_or_else(|| "the program".into())
+}
+
+/// Binds the `--listen` addresses, once for the whole session.
+fn bind_all(addrs: &[String]) -> Result<Vec<std::net::TcpListener>> {
+    let listeners = addrs
+        .iter()
+        .map(|a| {
+            std::net::TcpListener::bind(a.as_str()).with_context(|| {
+                format!(
+                    "listening on {a} for the program (is another program or cargo hot using it?)"
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for (a, l) in addrs.iter().zip(&listeners) {
+        let at = l.local_addr().map_or(a.clone(), |x| x.to_string());
+        ui::good(
+            "Listening",
+            &format!("on {at}; the program gets this socket on every run"),
+        );
+    }
+    Ok(listeners)
 }
 
 /// A program built and ready to launch.

@@ -48,6 +48,9 @@ mod table;
 mod loader;
 
 #[cfg(hot_mode)]
+mod listen;
+
+#[cfg(hot_mode)]
 pub use table::{Entry, FnId, PatchReport, Rebind, apply, find, registry, reset};
 
 /// When patches that arrive are applied.
@@ -107,6 +110,31 @@ pub fn apply_pending() -> usize {
     #[cfg(not(hot_mode))]
     {
         0
+    }
+}
+
+/// A TCP listener on `addr` that survives restarts under `cargo hot run --listen ADDR` (or
+/// `listen = ["ADDR"]` in `[package.metadata.hot]`): the program gets the socket cargo hot holds,
+/// so while it restarts, connections wait in the backlog instead of being refused. Anywhere else
+/// (a plain build, or an address cargo hot does not hold) it is `TcpListener::bind(addr)`.
+///
+/// ```no_run
+/// let listener = hot_runtime::listener("127.0.0.1:3000")?;
+/// listener.set_nonblocking(true)?; // for tokio::net::TcpListener::from_std
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn listener(addr: impl std::net::ToSocketAddrs) -> std::io::Result<std::net::TcpListener> {
+    #[cfg(hot_mode)]
+    {
+        let addrs = listen::resolve(&addr)?;
+        if let Some(l) = listen::take(&addrs) {
+            return Ok(l);
+        }
+        std::net::TcpListener::bind(&addrs[..])
+    }
+    #[cfg(not(hot_mode))]
+    {
+        std::net::TcpListener::bind(addr)
     }
 }
 

@@ -33,6 +33,7 @@ pub static ANCHOR: u8 = 0;
 static INIT: extern "C" fn() = init;
 
 extern "C" fn init() {
+    crate::listen::init();
     let Some(fd) = std::env::var("HOT_RUNTIME_FD")
         .ok()
         .and_then(|v| v.parse::<i32>().ok())

@@ -1,0 +1,118 @@
+//! End to end: restarts that lose nothing. With `--listen`, cargo hot holds the listening socket
+//! and hands it to every run of the program, so a client hammering it across restarts sees no
+//! refused or failed connection: they wait in the backlog while the new program starts.
+
+mod support;
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::{Hot, pid_of};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One request: connect, read the reply line.
+fn ask(port: u16) -> Result<String, String> {
+    let c = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut line = String::new();
+    BufReader::new(c)
+        .read_line(&mut line)
+        .map_err(|e| format!("read: {e}"))?;
+    if line.is_empty() {
+        return Err("closed without a reply".into());
+    }
+    Ok(line)
+}
+
+#[test]
+fn a_client_hammering_across_restarts_sees_no_failed_request() {
+    let _serial = support::serial();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let hot = Hot::spawn_in(
+        support::copy_fixture("listen"),
+        &["--listen", &addr, "--", &addr],
+    );
+    let first = hot.wait_out((0, 0), "serving on", 600);
+    let mut pids = vec![pid_of(&first)];
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::<Result<String, String>>::new()));
+    let client = {
+        let (stop, seen) = (stop.clone(), seen.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                let r = ask(port);
+                seen.lock().unwrap().push(r);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    // Three rude edits (a struct field each): three restarts under load.
+    for (i, field) in ["b", "c", "d"].iter().enumerate() {
+        let m = hot.mark();
+        hot.edit(
+            "src/main.rs",
+            "pub a: u32,",
+            &format!("pub a: u32,\n    pub {field}: u8,"),
+        );
+        hot.edit(
+            "src/main.rs",
+            "shape = Shape {",
+            &format!("shape = Shape {{ {field}: 0,"),
+        );
+        hot.edit(
+            "src/main.rs",
+            &format!("a: {} }}", i + 1),
+            &format!("a: {} }}", i + 2),
+        );
+        let line = hot.wait_out(m, &format!("a={}", i + 2), 300);
+        pids.push(pid_of(&line));
+        // Requests reach the new program.
+        let want = format!("a={}", i + 2);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !seen
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .take(3)
+            .any(|r| r.as_ref().is_ok_and(|l| l.contains(&want)))
+        {
+            assert!(Instant::now() < deadline, "no reply from the new program");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    client.join().unwrap();
+    let seen = seen.lock().unwrap();
+    let failed: Vec<&String> = seen.iter().filter_map(|r| r.as_ref().err()).collect();
+    let served_by = |pid: u32| {
+        seen.iter()
+            .filter(|r| r.as_ref().is_ok_and(|l| pid_of(l) == pid))
+            .count()
+    };
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}\n{}",
+        failed.len(),
+        seen.len(),
+        &failed[..failed.len().min(5)],
+        hot.err()
+    );
+    for pid in &pids {
+        assert!(served_by(*pid) > 0, "pid {pid} served on the same socket");
+    }
+    let said = hot.err();
+    assert_eq!(said.matches("Restarting").count(), 3, "{said}");
+    hot.stop();
+}
