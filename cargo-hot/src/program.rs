@@ -53,6 +53,8 @@ pub struct Launch<'a> {
     pub forward_stdin: bool,
     /// Listening sockets cargo hot holds across runs: passed as fds 3.. (systemd protocol).
     pub listeners: &'a [RawFd],
+    /// The `kept!` values the previous run wrote, for this one to read.
+    pub kept: Option<&'a Path>,
 }
 
 /// Most listening sockets one program can be given (fds are arranged without allocating, after
@@ -74,6 +76,9 @@ impl Program {
             .process_group(0);
         if let Some(path) = library_path(&l.lib_dirs) {
             cmd.env("LD_LIBRARY_PATH", path);
+        }
+        if let Some(k) = l.kept {
+            cmd.env("HOT_RUNTIME_KEPT", k);
         }
         if !l.listeners.is_empty() {
             // `listenfd` accepts an empty LISTEN_PID; hot-runtime sets it to the pid at start.
@@ -188,7 +193,7 @@ impl Program {
         self.exit.get().is_some()
     }
 
-    /// Sends one control line; `None` on success.
+    /// Sends one control line.
     pub fn send(&mut self, line: &[u8]) -> std::io::Result<()> {
         self.ctl.write_all(line)
     }
@@ -201,6 +206,26 @@ impl Program {
     /// A message that arrived without being waited for, if any.
     pub fn try_answer(&self) -> Option<Message> {
         self.replies.try_recv().ok()
+    }
+
+    /// Asks the program to write its `kept!` values to `path` (a new file in the private patch
+    /// directory); returns how many it wrote.
+    pub fn keep(&mut self, path: &Path) -> Result<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        anyhow::ensure!(
+            self.link.is_some(),
+            "the program is not connected to cargo hot"
+        );
+        let msg = Message::Keep {
+            path: path.as_os_str().as_bytes().to_vec(),
+        };
+        self.send(format!("{}\n", msg.encode()).as_bytes())?;
+        match self.answer(Duration::from_secs(5)) {
+            Ok(Message::Kept { count }) => Ok(count),
+            Ok(Message::Failed { reason, .. }) => anyhow::bail!("{reason}"),
+            Ok(other) => anyhow::bail!("unexpected answer {other:?}"),
+            Err(_) => anyhow::bail!("no answer within 5 s"),
+        }
     }
 
     /// Forwards a typed line to the program's stdin (when cargo hot owns the terminal).

@@ -244,6 +244,8 @@ impl Session {
             }
             return Ok(());
         };
+        // The old program's `kept!` values go to the new one.
+        let kept = self.keep_values();
         // Stop the old program first: it may hold the ports and files the new one needs.
         self.state = State::Idle;
         let launch = Launch {
@@ -258,6 +260,7 @@ impl Session {
                 .iter()
                 .map(|l| l.as_raw_fd())
                 .collect::<Vec<_>>(),
+            kept: kept.as_deref(),
         };
         let program = Program::launch(&launch, events.sender())?;
         let mut patcher = Patcher::new(host, crates, snapshot, &self.patch_dir);
@@ -312,6 +315,33 @@ impl Session {
             );
             self.ws.clean_members();
             retried = true;
+        }
+    }
+
+    /// Has the running program write its `kept!` values for the next run; the file, if any.
+    fn keep_values(&mut self) -> Option<PathBuf> {
+        let State::Running(run) = &mut self.state else {
+            return None;
+        };
+        run.program.link?;
+        let path = self
+            .patch_dir
+            .join(format!("kept-{}.json", run.program.pid));
+        match run.program.keep(&path) {
+            Ok(0) => None,
+            Ok(n) => {
+                ui::good("Kept", &format!("{n} `kept!` value(s) for the new program"));
+                Some(path)
+            }
+            Err(e) => {
+                ui::warn(
+                    "Lost",
+                    &format!(
+                        "the `kept!` values could not be saved ({e:#}); the new program initializes them"
+                    ),
+                );
+                None
+            }
         }
     }
 

@@ -50,6 +50,9 @@ mod loader;
 #[cfg(hot_mode)]
 mod listen;
 
+mod kept;
+pub use kept::Kept;
+
 #[cfg(hot_mode)]
 pub use table::{Entry, FnId, PatchReport, Rebind, apply, find, registry, reset};
 

@@ -34,6 +34,7 @@ static INIT: extern "C" fn() = init;
 
 extern "C" fn init() {
     crate::listen::init();
+    crate::kept::hot::init();
     let Some(fd) = std::env::var("HOT_RUNTIME_FD")
         .ok()
         .and_then(|v| v.parse::<i32>().ok())
@@ -168,6 +169,10 @@ fn serve(
                 continue;
             }
         };
+        if let Message::Keep { path } = &msg {
+            reply(&keep(path, patch_dir.as_deref()));
+            continue;
+        }
         let Message::Patch {
             seq,
             pid: to_pid,
@@ -224,6 +229,22 @@ fn serve(
                 }
             }
         }
+    }
+}
+
+/// Writes the `kept!` values for the next run, to a new file in the patch directory only.
+fn keep(path: &[u8], dir: Option<&Path>) -> Message {
+    use std::os::unix::ffi::OsStrExt;
+    let path = PathBuf::from(std::ffi::OsStr::from_bytes(path));
+    let in_dir = dir.is_some_and(|d| path.parent() == Some(d));
+    let result = if in_dir {
+        crate::kept::hot::keep(&path)
+    } else {
+        Err(format!("{} is outside the patch directory", path.display()))
+    };
+    match result {
+        Ok(count) => Message::Kept { count },
+        Err(reason) => Message::Failed { seq: 0, reason },
     }
 }
 

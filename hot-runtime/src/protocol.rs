@@ -11,6 +11,8 @@
 //! program -> tool   applied <seq> <generation> <n-rebound> [<host-entry>:<reason>]...
 //! program -> tool   failed <seq> <reason-hex>
 //! program -> tool   pending <seq>
+//! tool -> program   keep <path-hex>
+//! program -> tool   kept <n-values>
 //! ```
 //! Numbers in hex are written without `0x`; `<reason>` is a [`Refusal`] code.
 
@@ -108,6 +110,15 @@ pub enum Message {
     },
     Pending {
         seq: u64,
+    },
+    /// Before a restart: write the program's `kept!` values to `path` (a file in the private
+    /// patch directory) for the next run.
+    Keep {
+        path: Vec<u8>,
+    },
+    /// How many `kept!` values were written.
+    Kept {
+        count: u64,
     },
 }
 
@@ -213,6 +224,8 @@ impl Message {
                 format!("failed {seq:x} {}", hex_encode(reason.as_bytes()))
             }
             Message::Pending { seq } => format!("pending {seq:x}"),
+            Message::Keep { path } => format!("keep {}", hex_encode(path)),
+            Message::Kept { count } => format!("kept {count:x}"),
         }
     }
 
@@ -308,6 +321,19 @@ impl Message {
                     reason: String::from_utf8_lossy(&reason).into_owned(),
                 }
             }
+            "keep" => {
+                let path = hex_decode(
+                    it.next()
+                        .ok_or_else(|| ProtocolError("missing path".into()))?,
+                )?;
+                if path.is_empty() {
+                    return err("empty path");
+                }
+                Message::Keep { path }
+            }
+            "kept" => Message::Kept {
+                count: num(it.next(), "value count")?,
+            },
             "pending" => Message::Pending {
                 seq: num(it.next(), "sequence number")?,
             },
@@ -368,6 +394,10 @@ mod tests {
             reason: "dlopen: no such file".into(),
         });
         round_trip(Message::Pending { seq: 5 });
+        round_trip(Message::Keep {
+            path: b"/tmp/x/kept-1.json".to_vec(),
+        });
+        round_trip(Message::Kept { count: 3 });
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! End to end: restarts that lose nothing. With `--listen`, cargo hot holds the listening socket
 //! and hands it to every run of the program, so a client hammering it across restarts sees no
-//! refused or failed connection: they wait in the backlog while the new program starts.
+//! refused or failed connection: they wait in the backlog while the new program starts. And
+//! `kept!` values (a slow login, a hit counter) are handed from each run to the next.
 
 mod support;
 use std::io::{BufRead, BufReader};
@@ -95,6 +96,15 @@ fn a_client_hammering_across_restarts_sees_no_failed_request() {
     stop.store(true, Ordering::SeqCst);
     client.join().unwrap();
     let seen = seen.lock().unwrap();
+    // The login ran once, in the first program; every later one got it handed over.
+    let out = hot.out();
+    assert_eq!(out.matches("logging in").count(), 1, "{out}");
+    let login = support::field(&first, "login");
+    let last = seen.iter().rev().find_map(|r| r.as_ref().ok()).unwrap();
+    assert_eq!(support::field(last, "login"), login, "same login: {last}");
+    // The hit counter went on across restarts: it counts every request served.
+    let served = seen.iter().filter(|r| r.is_ok()).count() as u64;
+    assert_eq!(support::field(last, "hits"), served, "hits kept: {last}");
     let failed: Vec<&String> = seen.iter().filter_map(|r| r.as_ref().err()).collect();
     let served_by = |pid: u32| {
         seen.iter()
@@ -114,5 +124,44 @@ fn a_client_hammering_across_restarts_sees_no_failed_request() {
     }
     let said = hot.err();
     assert_eq!(said.matches("Restarting").count(), 3, "{said}");
+    hot.stop();
+}
+
+#[test]
+fn a_kept_value_whose_type_changed_is_initialized_anew_and_says_so() {
+    let _serial = support::serial();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let hot = Hot::spawn_in(
+        support::copy_fixture("listen"),
+        &["--listen", &addr, "--", &addr],
+    );
+    let first = hot.wait_out((0, 0), "serving on", 600);
+    hot.wait_err((0, 0), "Watching", 120);
+    // The kept type itself changes (and a field makes this a restart).
+    let m = hot.mark();
+    hot.edit(
+        "src/main.rs",
+        "pub id: u64,",
+        "pub id: u64,\n    pub name: String,",
+    );
+    hot.edit(
+        "src/main.rs",
+        "* 1000 + 7,",
+        "* 1000 + 7,\n            name: \"x\".into(),",
+    );
+    let line = hot.wait_out(m, "serving on", 300);
+    assert_ne!(pid_of(&line), pid_of(&first), "restarted");
+    assert!(hot.out_since(m).contains("logging in"), "logged in again");
+    assert_ne!(
+        support::field(&line, "login"),
+        support::field(&first, "login")
+    );
+    let said = hot.wait_err(m, "initialized anew", 10);
+    assert!(
+        said.contains("LOGIN") && said.contains("src/main.rs:"),
+        "{said}"
+    );
+    let _ = ask(port);
     hot.stop();
 }
