@@ -197,6 +197,25 @@ fn bot_handlers_are_patched_without_logging_in_again() {
     let hi = hot.wait_out(m, "hi bob, glad you came! (2 in the room)", 10);
     assert_eq!(pid_of(&hi), pid);
 
+    // An edit that needs a restart (a new event kind) does not log in again: the session,
+    // with its token and the room's members, is handed to the new program.
+    let m = hot.mark();
+    hot.edit(
+        "src/main.rs",
+        "    Tick(u64),",
+        "    Tick(u64),\n    Leave(String),",
+    );
+    hot.edit(
+        "src/main.rs",
+        "        let reply = match ev {",
+        "        let reply = match ev {\n            Event::Leave(_) => None,",
+    );
+    let ready = hot.wait_out(m, "ready (session token", 300);
+    assert_ne!(pid_of(&ready), pid, "restarted");
+    assert_eq!(field(&ready, "session token"), token, "same session");
+    hot.send_line("join carol");
+    hot.wait_out(m, "(3 in the room)", 10);
+
     let out = hot.out();
     assert_eq!(
         out.matches("logging in as").count(),

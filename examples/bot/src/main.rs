@@ -5,13 +5,16 @@
 //! in `examples/bot/src/handlers/message.rs` and save. The next reply is the new one, and the bot
 //! did not log in again.
 //!
+//! An edit that needs a restart (a new `Event` variant, say) does not log in again either: the
+//! session is `kept!`, handed from the old program to the new one.
+//!
 //! Arguments: `[TICK_MS]`, the timer period (default 1000).
 
 mod handlers;
 mod session;
 
 use std::io::BufRead;
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 enum Event {
@@ -39,13 +42,20 @@ fn parse(line: &str) -> Option<Event> {
     })
 }
 
+hot_runtime::kept! {
+    /// Logged in once per `cargo hot run`, not once per restart. Locked per event: a lock held
+    /// for good would keep cargo hot from reading it before a restart.
+    static SESSION: Mutex<session::Session> = Mutex::new(session::Session::login("hotbot"));
+}
+
 fn main() {
     let tick_ms: u64 = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1000);
     let pid = std::process::id();
-    let mut session = session::Session::login("hotbot");
+    let token = SESSION.lock().unwrap().token;
+    println!("[{pid}] ready (session token {token})");
 
     let (tx, rx) = mpsc::channel();
     {
@@ -70,6 +80,7 @@ fn main() {
     });
 
     for ev in rx {
+        let mut session = SESSION.lock().unwrap();
         let reply = match ev {
             Event::Tick(n) => handlers::tick::on_tick(&mut session, n),
             Event::Join(who) => Some(handlers::join::on_join(&mut session, &who)),

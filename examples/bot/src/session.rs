@@ -1,12 +1,13 @@
 //! The bot's connection to its (pretend) chat service: logging in is slow and its token must
-//! survive code changes, which is the reason to hot-patch handlers instead of restarting.
+//! survive code changes, which is the reason to hot-patch handlers instead of restarting, and
+//! to keep it (`kept!` in main.rs) across the restarts an edit cannot avoid.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct Session {
     pub user: String,
     pub token: u64,
-    pub logged_in_at: Instant,
     /// Who is in the room.
     pub members: Vec<String>,
     /// Messages seen since login.
@@ -28,7 +29,6 @@ impl Session {
         Session {
             user: user.to_string(),
             token,
-            logged_in_at: Instant::now(),
             members: Vec::new(),
             seen: 0,
         }

@@ -7,9 +7,9 @@ pub fn on_tick(session: &mut Session, n: u64) -> Option<String> {
         return None;
     }
     Some(format!(
-        "tick {n}: all quiet, {} seen, up {} s, token {}",
+        "tick {n}: all quiet, {} seen, {} in the room, token {}",
         session.seen,
-        session.logged_in_at.elapsed().as_secs(),
+        session.members.len(),
         session.token
     ))
 }
