@@ -325,7 +325,52 @@ impl Patcher {
         out.edited.extend(names);
         out.objects
             .extend(needed.iter().filter_map(|u| objects.get(u).cloned()));
+        if out.whole.is_empty() {
+            let mut all = as_running;
+            all.extend(rebuilt);
+            (out.runs_via, out.not_run) = self.who_runs(&all, &changed_fns);
+        }
         Ok(Some(Some(out)))
+    }
+
+    /// For the user's functions whose code changed: the hot fns that will run the new code
+    /// (they changed, or call what changed), and the functions nothing hot calls, whose new
+    /// code will not run in this process (`main`, start-up code, code only running code calls).
+    fn who_runs(
+        &self,
+        units: &HashMap<String, link::ObjectIndex>,
+        changed: &HashSet<String>,
+    ) -> (HashSet<String>, std::collections::BTreeSet<String>) {
+        let functions: HashSet<&str> = units
+            .values()
+            .flat_map(|i| i.functions.iter().map(String::as_str))
+            .collect();
+        let ours = |d: &str| {
+            let d = d.trim_start_matches('<');
+            self.crates
+                .iter()
+                .any(|c| d.starts_with(&format!("{}::", c.name)))
+        };
+        let mut runs_via = HashSet::new();
+        let mut not_run = std::collections::BTreeSet::new();
+        for f in changed {
+            let d = demangle(f);
+            if !functions.contains(d.as_str()) || !ours(&d) {
+                continue;
+            }
+            let reach = link::reaching(units.values(), &HashSet::from([f.clone()]));
+            let callers: Vec<&String> = self
+                .host
+                .hot_fns
+                .keys()
+                .filter(|hot| reach.iter().any(|r| link::belongs_to(&demangle(r), hot)))
+                .collect();
+            if callers.is_empty() {
+                not_run.insert(parent_fn(&d).to_string());
+            }
+            runs_via.extend(callers.into_iter().cloned());
+        }
+        (runs_via, not_run)
     }
 
     /// Thin-builds crate `i`. `None`: superseded (or interrupted); `Some(None)`: a compile
@@ -382,7 +427,7 @@ impl Patcher {
 
     fn link_and_send(
         &mut self,
-        compiled: Compiled,
+        mut compiled: Compiled,
         paths: &[PathBuf],
         prog: &mut Program,
         t0: Instant,
@@ -411,17 +456,22 @@ impl Patcher {
             return Ok(Verdict::Restart(Restart::ReserveExhausted));
         }
         if linked.fns.is_empty() {
-            ui::warn(
-                "Skipped",
-                "the change is not reachable from a #[hot] fn (only code called from a hot fn's module is patched); restart with `r` to pick it up",
-            );
+            if compiled.not_run.is_empty() {
+                ui::warn(
+                    "Skipped",
+                    "the change is not reachable from a #[hot] fn (only code called from a hot fn's module is patched); restart with `r` to pick it up",
+                );
+            } else {
+                report_not_run(&compiled.not_run);
+            }
             self.commit(compiled, paths);
             return Ok(Verdict::Done);
         }
         let t_load = Instant::now();
         let reply = self.send(&linked, prog)?;
         let load_time = t_load.elapsed();
-        let fns = self.named_fns(&linked, &compiled.edited);
+        let fns = self.named_fns(&linked, &compiled);
+        let not_run = std::mem::take(&mut compiled.not_run);
         let mut timing = format!(
             "in {} ms (rustc {} ms, link {} ms, load {} ms)",
             t0.elapsed().as_millis(),
@@ -466,6 +516,7 @@ impl Patcher {
                 self.queued.insert(seq, fns);
             }
         }
+        report_not_run(&not_run);
         Ok(Verdict::Done)
     }
 
@@ -524,11 +575,14 @@ impl Patcher {
         }
     }
 
-    /// Names the hot fns whose own code changed; the others are rebound only because they share
-    /// a codegen unit with, or reach, the change. If none changed itself, names them all.
-    fn named_fns(&self, linked: &link::LinkedPatch, edited: &HashSet<String>) -> PatchFns {
-        let is_edited = |f: &link::PatchFn| edited.iter().any(|c| link::belongs_to(c, &f.name));
-        let any_edited = linked.fns.iter().any(is_edited);
+    /// Names the hot fns that run changed code (their own, or code they call); the others are
+    /// rebound only because they share a codegen unit with the change. When no changed code is
+    /// a function of the user's (a static's initializer, a constant), names them all.
+    fn named_fns(&self, linked: &link::LinkedPatch, c: &Compiled) -> PatchFns {
+        let is_edited = |f: &link::PatchFn| {
+            c.runs_via.contains(&f.name) || c.edited.iter().any(|e| link::belongs_to(e, &f.name))
+        };
+        let any_edited = !c.not_run.is_empty() || linked.fns.iter().any(is_edited);
         linked
             .fns
             .iter()
@@ -554,8 +608,11 @@ impl Patcher {
         line: impl FnOnce(&str) -> (&'static str, String),
     ) {
         let names = shown_names(fns, refused);
-        let (word, msg) = line(&names);
-        ui::good(word, &msg);
+        // No hot fn runs changed code: the lines about what will not run say it all.
+        if !names.is_empty() {
+            let (word, msg) = line(&names);
+            ui::good(word, &msg);
+        }
         for (e, r) in refused {
             let name = fns
                 .iter()
@@ -598,6 +655,10 @@ struct Compiled {
     sources: Vec<(usize, HashSet<PathBuf>)>,
     /// The units each crate built now has.
     units: Vec<(usize, HashSet<String>)>,
+    /// Hot fns that run changed code (their own or code they call).
+    runs_via: HashSet<String>,
+    /// The user's changed functions no hot fn calls: their new code will not run.
+    not_run: std::collections::BTreeSet<String>,
     /// Crates reloaded whole (their running code was not known).
     whole: Vec<String>,
     rustc_time: Duration,
@@ -625,6 +686,34 @@ fn debug_time(what: &str, since: Instant) {
             "[debug] {what}: {:.1} ms",
             since.elapsed().as_secs_f64() * 1000.0
         );
+    }
+}
+
+/// The function a closure or inner item belongs to: `app::main::{closure#0}` -> `app::main`.
+fn parent_fn(path: &str) -> &str {
+    match path.find("::{") {
+        Some(at) => &path[..at],
+        None => path,
+    }
+}
+
+/// Says, for each changed function whose new code will not run, what to do.
+fn report_not_run(not_run: &std::collections::BTreeSet<String>) {
+    for f in not_run {
+        let name = short(f);
+        if name == "main" {
+            ui::warn(
+                "Not run",
+                "`main` changed, but it already ran: press `r` + Enter to restart",
+            );
+        } else {
+            ui::warn(
+                "Not run",
+                &format!(
+                    "`{name}` changed, but no #[hot] fn calls it, so the running program keeps its old code (it ran at start-up, or only code already running calls it): press `r` + Enter to restart, or make a caller #[hot]"
+                ),
+            );
+        }
     }
 }
 

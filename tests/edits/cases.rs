@@ -11,6 +11,9 @@ pub enum Outcome {
     Restarted,
     /// The build fails; its diagnostic is shown and the program keeps its last good code.
     KeptOldCode,
+    /// The changed code will not run in this process (`main`, start-up code): cargo hot says
+    /// so, names it and what to do, and claims no patch; the program goes on unchanged.
+    NotRun,
 }
 
 impl Outcome {
@@ -19,6 +22,7 @@ impl Outcome {
             Outcome::Patched => "patched",
             Outcome::Restarted => "restart",
             Outcome::KeptOldCode => "kept old code",
+            Outcome::NotRun => "told it will not run",
         }
     }
 }
@@ -208,6 +212,13 @@ pub const CASES: &[Case] = &[
         expect: Outcome::Patched,
         output: "risky=panicked",
         note: "the panic unwinds into the program's own `catch_unwind`",
+    },
+    Case {
+        name: "body of `main` (already running)",
+        edits: &[e(MAIN, "from_millis(20)", "from_millis(21)")],
+        expect: Outcome::NotRun,
+        output: "free=70",
+        note: "`main changed, but it already ran: press r to restart`",
     },
     Case {
         name: "syntax error",

@@ -86,6 +86,7 @@ fn verdict(err: &str) -> Option<Outcome> {
         ("Patched", Outcome::Patched),
         ("Restarting", Outcome::Restarted),
         ("keeps running its last good code", Outcome::KeptOldCode),
+        ("Not run", Outcome::NotRun),
     ];
     marks
         .iter()
@@ -152,6 +153,34 @@ fn run_case(hot: &Hot, case: &Case, pid: &mut u32) -> (String, bool, u128) {
                         ms,
                     );
                 }
+            }
+            Some(Outcome::NotRun) => {
+                let ms = t0.elapsed().as_millis();
+                // Named, no patch claimed, and the same process goes on.
+                let named = err.contains("`main` changed, but it already ran");
+                let after = hot.mark();
+                let goes_on = wait(10, || {
+                    lines_with(&hot.out_since(after), case.output)
+                        .iter()
+                        .any(|(p, _)| p == pid)
+                });
+                let claimed = hot.err_since(m).contains("Patched");
+                let observed = format!(
+                    "told it will not run{}{}{}",
+                    if named { "" } else { " (main not named)" },
+                    if goes_on {
+                        ""
+                    } else {
+                        " (program not seen going on)"
+                    },
+                    if claimed {
+                        " (but Patched claimed too)"
+                    } else {
+                        ""
+                    },
+                );
+                let ok = case.expect == Outcome::NotRun && named && goes_on && !claimed;
+                return (observed, ok, ms);
             }
             Some(Outcome::KeptOldCode) => {
                 let ms = t0.elapsed().as_millis();

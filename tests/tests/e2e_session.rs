@@ -135,3 +135,27 @@ fn ctrl_c_during_a_patch_build_says_what_happens() {
     }
     hot.stop();
 }
+
+#[test]
+fn an_edit_of_main_is_said_not_to_run_instead_of_patched() {
+    let _serial = support::serial();
+    let hot = start();
+    let pid = pid_of(&hot.wait_out((0, 0), "word=one", 600));
+    // This test is about the status line for a diffed save, so it starts from a known baseline.
+    hot.wait_err((0, 0), "Watching", 120);
+    let m = hot.mark();
+    hot.edit(FILE, "from_millis(20)", "from_millis(25)");
+    let said = hot.wait_err(m, "Not run", 60);
+    assert!(
+        said.contains("`main` changed, but it already ran"),
+        "{said}"
+    );
+    // The program goes on, unpatched and unrestarted, and nothing claims it was patched.
+    wait_word(&hot, hot.mark(), pid, "one", 10);
+    let since = hot.err_since(m);
+    assert!(
+        !since.contains("Patched") && !since.contains("Restarting"),
+        "{since}"
+    );
+    hot.stop();
+}

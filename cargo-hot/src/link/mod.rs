@@ -133,7 +133,7 @@ pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
                         Some(i) if anonymous => {
                             anonymous_content(&file, i, &ts, &content).hash(&mut h)
                         }
-                        _ => name.hash(&mut h),
+                        _ => stable_name(name).hash(&mut h),
                     }
                 }
             }
@@ -236,6 +236,12 @@ pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
     Ok(idx)
 }
 
+/// A symbol's name without the `.llvm.<hash>` LLVM appends to internalized symbols of
+/// optimized builds (the hash changes whenever anything in their unit does).
+pub fn stable_name(name: &str) -> &str {
+    name.split(".llvm.").next().unwrap_or(name)
+}
+
 /// What an anonymous relocation target stands for: its own bytes when it has a size (one
 /// constant among others in a merged section), else its section's bytes and its offset.
 fn anonymous_content<'d>(
@@ -276,7 +282,7 @@ fn symbol_bytes_hash(
         r.addend().hash(&mut h);
         if let object::RelocationTarget::Symbol(t) = r.target() {
             if let Ok(ts) = file.symbol_by_index(t) {
-                ts.name().unwrap_or("").hash(&mut h);
+                stable_name(ts.name().unwrap_or("")).hash(&mut h);
             }
         }
     }
@@ -354,9 +360,10 @@ pub fn select_units(
 
     // A symbol is compared with itself as running, in its unit or, when rustc moved it to
     // another unit (partitioning shifts as code is added), wherever it was.
+    // Names are compared without LLVM's `.llvm.<hash>` suffixes.
     let anywhere: HashMap<&str, u64> = running
         .values()
-        .flat_map(|i| i.code.iter().map(|(f, h)| (f.as_str(), *h)))
+        .flat_map(|i| i.code.iter().map(|(f, h)| (stable_name(f), *h)))
         .collect();
     let mut changed = HashSet::new();
     for (cgu, idx) in rebuilt {
@@ -364,7 +371,7 @@ pub fn select_units(
         for (f, h) in &idx.code {
             let was = old
                 .and_then(|o| o.code.get(f).copied())
-                .or_else(|| anywhere.get(f.as_str()).copied());
+                .or_else(|| anywhere.get(stable_name(f)).copied());
             if was != Some(*h) {
                 changed.insert(f.clone());
             }
