@@ -16,3 +16,11 @@ echo "## Memory over 300 patches"
 python3 bench/patch_latency.py tests/fixtures/hello src/main.rs "Hello from hot-patched code!" 300
 echo "## examples/server under load"
 python3 bench/under_load.py 10 20
+echo "## Restarts under load: before (8db4f9e: stop, then build) and after (this tree: build, then swap)"
+# The before figure needs the old tool: a temporary worktree of 8db4f9e, removed on exit.
+old=$(mktemp -d)
+git worktree add -q --detach "$old/tree" 8db4f9e
+trap 'git worktree remove --force "$old/tree"; rm -rf "$old"' EXIT
+python3 bench/restart_under_load.py "$old/tree" 5
+python3 bench/restart_under_load.py . 5
+python3 bench/restart_under_load.py . 5 --listen
