@@ -246,8 +246,9 @@ def main():
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
 """
         src = open(path).read()
-        assert bind in src, "examples/server/src/main.rs no longer binds as this script expects"
-        open(path, "w").write(src.replace(bind, held))
+        if "hot_runtime::listener" not in src:  # older trees: make the copy take the socket
+            assert bind in src, "examples/server/src/main.rs no longer binds as this script expects"
+            open(path, "w").write(src.replace(bind, held))
 
     load_start = os.getloadavg()
     port = free_port()

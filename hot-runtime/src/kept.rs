@@ -182,7 +182,14 @@ pub(crate) mod hot {
     /// Writes every initialized kept value to `path` (private, replaced whole); returns how many.
     fn save_all(path: &Path) -> Result<u64, String> {
         let live: Vec<&'static dyn Keep> = LIVE.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let mut map = serde_json::Map::new();
+        // Values handed to this run that it never used go on to the next one as they came.
+        let mut map: serde_json::Map<String, serde_json::Value> = HANDED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for k in live {
             let v = k
                 .save()

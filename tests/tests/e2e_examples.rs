@@ -85,11 +85,16 @@ fn request(port: u16, method: &str, path: &str, body: &str) -> Result<String, St
 #[test]
 fn server_handlers_are_patched_under_load_without_failed_requests() {
     let _serial = support::serial();
-    let hot = Hot::start_in(support::copy_example("server"), &["--", "0"]);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let arg = port.to_string();
+    let hot = Hot::start_in(
+        support::copy_example("server"),
+        &["--listen", &addr, "--", &arg],
+    );
     // Printed once at start-up, before cargo hot is ready: search the whole output.
     let line = hot.wait_out((0, 0), "listening on", 300);
     let pid = pid_of(&line);
-    let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
     assert_eq!(
         request(port, "PUT", "/kv/user", "ada").unwrap(),
         "stored user\n"
@@ -151,6 +156,78 @@ fn server_handlers_are_patched_under_load_without_failed_requests() {
         "the store survived"
     );
     assert!(hot.out().contains(&format!("[{pid}] listening")));
+    hot.stop();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn server_restarts_under_load_lose_no_request_and_no_key() {
+    let _serial = support::serial();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let arg = port.to_string();
+    let hot = Hot::spawn_in(
+        support::copy_example("server"),
+        &["--listen", &addr, "--", &arg],
+    );
+    let first = hot.wait_out((0, 0), "listening on", 600);
+    assert_eq!(
+        request(port, "PUT", "/kv/user", "ada").unwrap(),
+        "stored user\n"
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < deadline
+            {
+                match request(port, "GET", "/", "") {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push(e),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    // Five rude edits (a field of `Inner` each): five restarts while the client hammers.
+    let mut pids = vec![pid_of(&first)];
+    for i in 0..5 {
+        let m = hot.mark();
+        hot.edit(
+            "src/main.rs",
+            "struct Inner {\n",
+            &format!("struct Inner {{\n    restart_{i}: AtomicU64,\n"),
+        );
+        let line = hot.wait_out(m, "listening on", 300);
+        pids.push(pid_of(&line));
+        assert_ne!(pids[i + 1], pids[i], "restarted");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = client.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed across 5 restarts: {:?}",
+        failed.len(),
+        ok + failed.len() as u64,
+        &failed[..failed.len().min(3)]
+    );
+    assert_eq!(
+        request(port, "GET", "/kv/user", "").unwrap(),
+        "user=ada\n",
+        "the store was handed to every new program"
+    );
+    assert_eq!(hot.err().matches("Restarting").count(), 5, "{}", hot.err());
     hot.stop();
 }
 
