@@ -335,7 +335,9 @@ pub fn stop(pid: u32) {
         if unsafe { libc::kill(pgid, 0) } != 0 {
             return;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        // Short: the next program starts (and a restart's downtime ends) as soon as this one
+        // is gone.
+        std::thread::sleep(Duration::from_millis(2));
     }
     // SAFETY: as above.
     unsafe { libc::kill(pgid, libc::SIGKILL) };
