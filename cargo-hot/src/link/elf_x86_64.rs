@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use object::elf;
-use object::write::{self, SectionId, StandardSegment, SymbolId};
+use object::write::{self, SectionId, SymbolId};
 use object::{
     Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionFlags,
     SectionKind, SymbolFlags, SymbolKind, SymbolScope,
@@ -29,7 +29,7 @@ use object::{
 
 use super::tls_x86_64::{self as tls, TlsOffsets, TlsSite, check_tls_sequences, code_name};
 use super::{LinkedPatch, PatchFn, Refused};
-use crate::host::{ENTRY_SUFFIX, HostImage, Place, demangle, place_of};
+use crate::host::{ENTRY_SUFFIX, HostImage, HostSym, Place, demangle, place_of};
 
 /// Inputs of one patch.
 pub struct Job<'a> {
@@ -51,6 +51,7 @@ fn refuse<T>(msg: impl Into<String>) -> Result<T, Refused> {
     Err(Refused(msg.into()))
 }
 
+/// A hot fn's registry entry in the patch.
 struct EntrySym {
     parent: String,
     mangled: String,
@@ -73,441 +74,32 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
         })
         .collect::<Result<_, _>>()?;
 
-    // ld maps the ELF headers one page below the lowest section, which is the anchor.
-    let anchor_addr = job.addr + 0x1000;
-    let mut out = write::Object::new(
-        object::BinaryFormat::Elf,
-        object::Architecture::X86_64,
-        object::Endianness::Little,
-    );
-    let anchor = out.add_section(Vec::new(), ANCHOR.to_vec(), SectionKind::Text);
-    out.append_section_data(anchor, &[0xcc], 16);
-    let note = out.add_section(Vec::new(), b".note.GNU-stack".to_vec(), SectionKind::Other);
-    out.section_mut(note).flags = SectionFlags::Elf { sh_flags: 0 };
-
-    // Globals defined anywhere in the patch: references to them stay inside the patch.
-    let mut defined_in_patch: HashSet<&str> = HashSet::new();
-    for f in &files {
-        for s in f.symbols() {
-            if s.is_definition() && s.is_global() {
-                if let Ok(n) = s.name() {
-                    defined_in_patch.insert(n);
-                }
-            }
-        }
+    let mut merged = Merged::new(job, &files);
+    for file in &files {
+        merged.add_object(file)?;
     }
-
-    let mut by_name: HashMap<String, SymbolId> = HashMap::new();
-    // `__tls_get_addr`, once a sequence kept dynamic calls it.
-    let mut tls_get_addr: Option<SymbolId> = None;
-    // Undefined symbols standing for a definition in a later object of the same patch.
-    let mut placeholders: HashSet<SymbolId> = HashSet::new();
-    let mut entries: Vec<EntrySym> = Vec::new();
-
-    for (fi, file) in files.iter().enumerate() {
-        // --- sections -------------------------------------------------------------------
-        let mut sec_map: HashMap<object::SectionIndex, SectionId> = HashMap::new();
-        let mut tls_sections: HashSet<object::SectionIndex> = HashSet::new();
-        for s in file.sections() {
-            let name = s.name().unwrap_or("");
-            let SectionFlags::Elf { sh_flags } = s.flags() else {
-                continue;
-            };
-            if sh_flags & u64::from(elf::SHF_ALLOC) == 0 {
-                continue;
-            }
-            if matches!(s.kind(), SectionKind::Tls | SectionKind::UninitializedTls) {
-                tls_sections.insert(s.index());
-                continue;
-            }
-            if name.starts_with(".init_array")
-                || name.starts_with(".fini_array")
-                || name.starts_with(".ctors")
-                || name.starts_with(".dtors")
-            {
-                return refuse(format!(
-                    "the patch contains a static constructor (`{name}`, e.g. from `ctor`, `inventory` or `linkme`); it would run again on load — restart instead"
-                ));
-            }
-            let id = out.add_section(Vec::new(), name.as_bytes().to_vec(), s.kind());
-            let align = s.align().max(1);
-            // The writer needs a power of two and pads the file to it; rustc never asks for more
-            // than `#[repr(align)]`'s limit, 2^29.
-            if !align.is_power_of_two() || align > MAX_ALIGN {
-                return refuse(format!("section {name} has an invalid alignment ({align})"));
-            }
-            if s.kind() == SectionKind::UninitializedData {
-                out.append_section_bss(id, s.size(), align);
-            } else {
-                let data = s
-                    .data()
-                    .map_err(|e| Refused(format!("section {name}: {e}")))?;
-                out.set_section_data(id, data.to_vec(), align);
-            }
-            // COMDAT groups are not carried over (one object, first definition wins).
-            out.section_mut(id).flags = SectionFlags::Elf {
-                sh_flags: sh_flags & !u64::from(elf::SHF_GROUP),
-            };
-            sec_map.insert(s.index(), id);
-        }
-
-        // Named symbols per section, to map `section symbol + addend` to a named static.
-        let mut named_in: NamedIn = HashMap::new();
-        for s in file.symbols() {
-            if let (Some(si), SymbolKind::Data | SymbolKind::Tls | SymbolKind::Unknown) =
-                (s.section_index(), s.kind())
-            {
-                if !s.name().unwrap_or("").is_empty() {
-                    named_in
-                        .entry(si)
-                        .or_default()
-                        .push((s.address(), s.size(), s.index()));
-                }
-            }
-        }
-
-        // --- symbols ----------------------------------------------------------------------
-        let mut sym_map: HashMap<object::SymbolIndex, SymbolId> = HashMap::new();
-        // Host thread-pointer offsets of TLS symbols, by input symbol index.
-        let mut tpoff: HashMap<object::SymbolIndex, i64> = HashMap::new();
-        // Thread-locals of the shared libraries the host loads: the patch imports them.
-        let mut imported_tls: HashMap<object::SymbolIndex, SymbolId> = HashMap::new();
-        for s in file.symbols() {
-            let name = s.name().unwrap_or("");
-            match s.kind() {
-                SymbolKind::File => continue,
-                SymbolKind::Section => {
-                    if let Some(id) = s.section_index().and_then(|i| sec_map.get(&i)) {
-                        let sid = out.section_symbol(*id);
-                        sym_map.insert(s.index(), sid);
-                    }
-                    continue;
-                }
-                _ => {}
-            }
-            if name.is_empty() {
-                continue;
-            }
-            if s.is_undefined() {
-                if name == tls::TLS_GET_ADDR || name == tls::TLS_MODULE_BASE {
-                    // Only thread-local sequences use them, and their rewrites drop them.
-                    continue;
-                }
-                // A thread-local defined in another codegen unit (of the patch or not): resolved
-                // to the host's thread-pointer offset like the ones defined here. One the host
-                // lacks is new, whichever object of the patch defines it.
-                match job.host.lookup(name) {
-                    Ok(Some(h)) if h.place == Place::Tls => {
-                        tpoff.insert(s.index(), h.value as i64 - job.host.tls_block as i64);
-                        continue;
-                    }
-                    Err(e) if s.kind() == SymbolKind::Tls => return refuse(e),
-                    Ok(None) if s.kind() == SymbolKind::Tls && job.host.imports.contains(name) => {
-                        // The host imports it: it lives in a shared library the program loads
-                        // (e.g. std's thread-locals when std is linked dynamically).
-                        let id = imported_tls_symbol(&mut out, &mut by_name, name, s.is_weak());
-                        imported_tls.insert(s.index(), id);
-                        continue;
-                    }
-                    _ if s.kind() == SymbolKind::Tls => {
-                        return refuse(format!(
-                            "a new thread-local `{}` was added; thread-locals cannot be added to a running program — restart",
-                            demangle(name)
-                        ));
-                    }
-                    _ => {}
-                }
-                let id = resolve_undefined(
-                    &mut out,
-                    &mut by_name,
-                    job,
-                    anchor,
-                    anchor_addr,
-                    name,
-                    s.is_weak(),
-                    &defined_in_patch,
-                )?;
-                if defined_in_patch.contains(name)
-                    && out.symbol(id).section == write::SymbolSection::Undefined
-                {
-                    placeholders.insert(id);
-                }
-                sym_map.insert(s.index(), id);
-                continue;
-            }
-            let Some(si) = s.section_index() else {
-                continue;
-            };
-            if tls_sections.contains(&si) {
-                match job.host.lookup(name).map_err(Refused)? {
-                    Some(h) if h.place == Place::Tls => {
-                        tpoff.insert(s.index(), h.value as i64 - job.host.tls_block as i64);
-                    }
-                    _ => {
-                        return refuse(format!(
-                            "a new thread-local `{}` was added; thread-locals cannot be added to a running program — restart",
-                            demangle(name)
-                        ));
-                    }
-                }
-                continue;
-            }
-            let Some(&out_sec) = sec_map.get(&si) else {
-                continue;
-            };
-            let section = file
-                .section_by_index(si)
-                .map_err(|e| Refused(e.to_string()))?;
-            let sec_name = section.name().unwrap_or("");
-            let dem = demangle(name);
-            // Offset of the symbol in its section (a malformed object can put it before).
-            let value = s
-                .address()
-                .checked_sub(section.address())
-                .ok_or_else(|| Refused(format!("symbol `{dem}` lies outside its section")))?;
-            if let Some(parent) = dem.strip_suffix(ENTRY_SUFFIX) {
-                let off = value as usize;
-                let bytes = section
-                    .data()
-                    .ok()
-                    .and_then(|d| d.get(off..off.checked_add(12)?))
-                    .ok_or_else(|| Refused(format!("malformed registry entry {dem}")))?;
-                entries.push(EntrySym {
-                    parent: parent.to_string(),
-                    mangled: name.to_string(),
-                    fingerprint: u64::from_le_bytes(bytes[0..8].try_into().unwrap()),
-                    kind: u32::from_le_bytes(bytes[8..12].try_into().unwrap()),
-                });
-            }
-            let place = place_of(section.kind(), sec_name);
-            // Writable statics the host has are the host's: that is what keeps state alive.
-            // A function's own slot and its registry entry stay with the patch copy.
-            let keep_local = dem.ends_with("::__HOT_SLOT") || sec_name == "hot_runtime_fns";
-            if place == Place::Data && !keep_local {
-                if let Some(h) = job.host.lookup(name).map_err(Refused)? {
-                    if h.size != s.size() && h.size != 0 && s.size() != 0 {
-                        return refuse(format!(
-                            "static `{dem}` changed size ({} -> {} bytes); its memory in the running program cannot be reused — restart",
-                            h.size,
-                            s.size()
-                        ));
-                    }
-                    let id = host_symbol(
-                        &mut out,
-                        &mut by_name,
-                        anchor,
-                        anchor_addr,
-                        name,
-                        job.base.wrapping_add(h.value),
-                        SymbolKind::Data,
-                    );
-                    if placeholders.remove(&id) {
-                        // An earlier object referenced it before this definition was seen.
-                        *out.symbol_mut(id) = anchored(
-                            anchor,
-                            anchor_addr,
-                            name,
-                            job.base.wrapping_add(h.value),
-                            SymbolKind::Data,
-                        );
-                    }
-                    sym_map.insert(s.index(), id);
-                    continue;
-                }
-            }
-            let scope = if s.is_global() {
-                SymbolScope::Linkage
-            } else {
-                SymbolScope::Compilation
-            };
-            let sym = write::Symbol {
-                name: name.as_bytes().to_vec(),
-                value,
-                size: s.size(),
-                kind: match s.kind() {
-                    SymbolKind::Unknown => SymbolKind::Label,
-                    k => k,
-                },
-                scope,
-                weak: s.is_weak(),
-                section: write::SymbolSection::Section(out_sec),
-                flags: SymbolFlags::None,
-            };
-            if scope == SymbolScope::Linkage {
-                if let Some(&existing) = by_name.get(name) {
-                    if placeholders.remove(&existing) {
-                        // Referenced by an earlier object of the patch: this is its definition.
-                        *out.symbol_mut(existing) = sym;
-                    }
-                    // Otherwise a weak duplicate from another CGU; the first definition wins.
-                    sym_map.insert(s.index(), existing);
-                    continue;
-                }
-            }
-            let id = out.add_symbol(sym);
-            if scope == SymbolScope::Linkage {
-                by_name.insert(name.to_string(), id);
-            }
-            sym_map.insert(s.index(), id);
-        }
-
-        // --- relocations ------------------------------------------------------------------
-        let tls = TlsOffsets {
-            by_symbol: &tpoff,
-            named_in: &named_in,
-        };
-        for s in file.sections() {
-            let Some(&out_sec) = sec_map.get(&s.index()) else {
-                continue;
-            };
-            let relocs: Vec<(u64, object::Relocation)> = s.relocations().collect();
-            let tls_calls = check_tls_sequences(file, &s, &relocs)?;
-            // The `__tls_get_addr` calls of sequences kept dynamic stay; the others go with
-            // their rewrite to local-exec.
-            let kept_calls: HashSet<usize> = tls_calls
-                .iter()
-                .filter(|(_, access)| {
-                    matches!(relocs[**access].1.target(),
-                        RelocationTarget::Symbol(t) if imported_tls.contains_key(&t))
-                })
-                .map(|(call, _)| *call)
-                .collect();
-            for (i, (offset, rel)) in relocs.into_iter().enumerate() {
-                let RelocationFlags::Elf { r_type } = rel.flags() else {
-                    return refuse("non-ELF relocation");
-                };
-                let RelocationTarget::Symbol(tsym) = rel.target() else {
-                    return refuse(format!(
-                        "unsupported relocation target in {}",
-                        s.name().unwrap_or("?")
-                    ));
-                };
-                let target = file
-                    .symbol_by_index(tsym)
-                    .map_err(|e| Refused(e.to_string()))?;
-                let addend = rel.addend();
-                if kept_calls.contains(&i) {
-                    // The call of a general-dynamic sequence kept for the dynamic loader: to
-                    // ld.so's `__tls_get_addr`, which ld leaves undefined in the patch.
-                    let sym = *tls_get_addr.get_or_insert_with(|| {
-                        out.add_symbol(undefined_symbol(
-                            tls::TLS_GET_ADDR,
-                            SymbolKind::Unknown,
-                            false,
-                        ))
-                    });
-                    out.add_relocation(
-                        out_sec,
-                        write::Relocation {
-                            offset,
-                            symbol: sym,
-                            addend,
-                            flags: RelocationFlags::Elf { r_type },
-                        },
-                    )
-                    .map_err(|e| Refused(format!("relocation: {e}")))?;
-                    continue;
-                }
-                if tls_calls.contains_key(&i) {
-                    // The `__tls_get_addr` call of a sequence rewritten to local-exec.
-                    continue;
-                }
-                if let Some(access) = tls::Access::of(r_type) {
-                    let site = TlsSite {
-                        access,
-                        r_type,
-                        offset,
-                        section: s.name().unwrap_or("?"),
-                    };
-                    if let Some(&sym) = imported_tls.get(&tsym) {
-                        // Another module's thread-local: the access stays as compiled.
-                        access.dynamic().map_err(|why| site.refusal(&target, why))?;
-                        out.add_relocation(
-                            out_sec,
-                            write::Relocation {
-                                offset,
-                                symbol: sym,
-                                addend,
-                                flags: RelocationFlags::Elf { r_type },
-                            },
-                        )
-                        .map_err(|e| Refused(format!("relocation: {e}")))?;
-                        continue;
-                    }
-                    tls.rewrite(out.section_mut(out_sec), &site, tsym, &target, addend)?;
-                    continue;
-                }
-                if target.name() == Ok(tls::TLS_GET_ADDR) {
-                    return refuse(format!(
-                        "code in {} calls `{}` outside a thread-local access cargo hot can rewrite; restart",
-                        code_name(s.name().unwrap_or("?")),
-                        tls::TLS_GET_ADDR
-                    ));
-                }
-                let (sym, addend) = if target.kind() == SymbolKind::Section {
-                    let tsec = target.section_index();
-                    let is_tls = tsec.is_some_and(|i| tls_sections.contains(&i));
-                    if is_tls {
-                        return refuse(
-                            "a thread-local is accessed in a way cargo hot cannot patch; restart",
-                        );
-                    }
-                    let tsection = tsec.and_then(|i| file.section_by_index(i).ok());
-                    let writable = tsection.as_ref().is_some_and(|ts| {
-                        place_of(ts.kind(), ts.name().unwrap_or("")) == Place::Data
-                            && ts.name().unwrap_or("") != "hot_runtime_fns"
-                    });
-                    // `section + addend` into writable data: find the static it means.
-                    let bias = if matches!(
-                        r_type,
-                        elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S
-                    ) {
-                        0
-                    } else {
-                        4
-                    };
-                    match (writable, covering(&named_in, &target, addend, bias)) {
-                        (true, Some((named, delta))) if sym_map.contains_key(&named) => {
-                            (sym_map[&named], delta)
-                        }
-                        _ => match sym_map.get(&tsym) {
-                            Some(id) => (*id, addend),
-                            None => {
-                                return refuse(
-                                    "relocation against a section that is not part of the patch",
-                                );
-                            }
-                        },
-                    }
-                } else {
-                    match sym_map.get(&tsym) {
-                        Some(id) => (*id, addend),
-                        None => {
-                            return refuse(format!(
-                                "relocation against unknown symbol `{}`",
-                                demangle(target.name().unwrap_or("?"))
-                            ));
-                        }
-                    }
-                };
-                out.add_relocation(
-                    out_sec,
-                    write::Relocation {
-                        offset,
-                        symbol: sym,
-                        addend,
-                        flags: RelocationFlags::Elf { r_type },
-                    },
-                )
-                .map_err(|e| Refused(format!("relocation: {e}")))?;
-            }
-        }
-        let _ = fi;
-    }
-
     // Fingerprints: refuse the whole patch before anything is loaded.
-    for e in &entries {
-        match job.host.hot_fns.get(&e.parent) {
+    check_fingerprints(&merged.entries, job.host)?;
+
+    let obj_path = job.work_dir.join(format!("{}.o", job.name));
+    let so_path = job.work_dir.join(format!("{}.so", job.name));
+    merged.write(&obj_path)?;
+    run_ld(&obj_path, &so_path, merged.anchor_addr)?;
+    let (len, syms) = read_linked(&so_path, job.addr)?;
+    let fns = rebound_fns(job, &merged.entries, &syms)?;
+    Ok(LinkedPatch {
+        path: so_path,
+        addr: job.addr,
+        len,
+        fns,
+    })
+}
+
+/// Refuses the patch when a hot fn the host has changed between `fn` and `async fn`, or changed
+/// its signature.
+fn check_fingerprints(entries: &[EntrySym], host: &HostImage) -> Result<(), Refused> {
+    for e in entries {
+        match host.hot_fns.get(&e.parent) {
             None => {} // a new #[hot] fn: nothing in the host calls it yet
             Some(h) if h.kind != e.kind => {
                 return refuse(format!(
@@ -524,21 +116,18 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
             Some(_) => {}
         }
     }
+    Ok(())
+}
 
-    let obj_path = job.work_dir.join(format!("{}.o", job.name));
-    let so_path = job.work_dir.join(format!("{}.so", job.name));
-    let bytes = out
-        .write()
-        .map_err(|e| Refused(format!("writing patch object: {e}")))?;
-    std::fs::write(&obj_path, bytes)
-        .map_err(|e| Refused(format!("writing {}: {e}", obj_path.display())))?;
-    let _ = StandardSegment::Text;
-
-    run_ld(&obj_path, &so_path, anchor_addr)?;
-    let (len, syms) = read_linked(&so_path, job.addr)?;
-
+/// The host's hot fns the linked patch rebinds: for each, its registry entry in the patch and
+/// its new code.
+fn rebound_fns(
+    job: &Job,
+    entries: &[EntrySym],
+    syms: &LinkedSyms,
+) -> Result<Vec<PatchFn>, Refused> {
     let mut fns = Vec::new();
-    for e in &entries {
+    for e in entries {
         let Some(h) = job.host.hot_fns.get(&e.parent) else {
             continue;
         };
@@ -566,12 +155,764 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
             target,
         });
     }
-    Ok(LinkedPatch {
-        path: so_path,
-        addr: job.addr,
-        len,
-        fns,
+    Ok(fns)
+}
+
+/// The one relocatable object the patch's objects are merged into, built object by object.
+struct Merged<'a, 'd> {
+    job: &'a Job<'a>,
+    out: write::Object<'static>,
+    /// The `.hot_anchor` section, which ld places at `anchor_addr`.
+    anchor: SectionId,
+    anchor_addr: u64,
+    /// Globals defined anywhere in the patch: references to them stay inside the patch.
+    defined_in_patch: HashSet<&'d str>,
+    /// Symbols the objects share by name: their globals, the host's symbols and imports.
+    by_name: HashMap<String, SymbolId>,
+    /// `__tls_get_addr`, once a sequence kept dynamic calls it.
+    tls_get_addr: Option<SymbolId>,
+    /// Undefined symbols standing for a definition in a later object of the same patch.
+    placeholders: HashSet<SymbolId>,
+    /// The registry entries of hot fns found in the objects so far.
+    entries: Vec<EntrySym>,
+}
+
+/// One object of the patch: where its sections and symbols went in the merged object.
+struct Input<'d, 'f> {
+    file: &'f object::File<'d>,
+    /// Its allocated sections, copied; thread-local ones are the host's and are not copied.
+    sections: HashMap<object::SectionIndex, SectionId>,
+    tls_sections: HashSet<object::SectionIndex>,
+    /// Named symbols per section, to map `section symbol + addend` to a named static.
+    named_in: NamedIn,
+    symbols: HashMap<object::SymbolIndex, SymbolId>,
+    /// Host thread-pointer offsets of TLS symbols, by input symbol index.
+    tpoff: HashMap<object::SymbolIndex, i64>,
+    /// Thread-locals of the shared libraries the host loads: the patch imports them.
+    imported_tls: HashMap<object::SymbolIndex, SymbolId>,
+}
+
+/// A relocation of an input section whose copy is `out_sec`.
+struct InReloc<'d, 'f> {
+    /// The input section's name, for messages.
+    section: &'d str,
+    out_sec: SectionId,
+    offset: u64,
+    r_type: u32,
+    tsym: object::SymbolIndex,
+    target: object::Symbol<'d, 'f>,
+    addend: i64,
+}
+
+impl<'a, 'd> Merged<'a, 'd> {
+    fn new(job: &'a Job<'a>, files: &[object::File<'d>]) -> Self {
+        // ld maps the ELF headers one page below the lowest section, which is the anchor.
+        let anchor_addr = job.addr + 0x1000;
+        let mut out = write::Object::new(
+            object::BinaryFormat::Elf,
+            object::Architecture::X86_64,
+            object::Endianness::Little,
+        );
+        let anchor = out.add_section(Vec::new(), ANCHOR.to_vec(), SectionKind::Text);
+        out.append_section_data(anchor, &[0xcc], 16);
+        let note = out.add_section(Vec::new(), b".note.GNU-stack".to_vec(), SectionKind::Other);
+        out.section_mut(note).flags = SectionFlags::Elf { sh_flags: 0 };
+        Merged {
+            job,
+            out,
+            anchor,
+            anchor_addr,
+            defined_in_patch: defined_globals(files),
+            by_name: HashMap::new(),
+            tls_get_addr: None,
+            placeholders: HashSet::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// Merges one object: its sections, then its symbols, then its relocations.
+    fn add_object(&mut self, file: &object::File<'d>) -> Result<(), Refused> {
+        let mut input = Input::new(file);
+        self.copy_sections(&mut input)?;
+        self.map_symbols(&mut input)?;
+        self.copy_relocations(&input)
+    }
+
+    /// Writes the merged object to `path`, for ld.
+    fn write(&self, path: &Path) -> Result<(), Refused> {
+        let bytes = self
+            .out
+            .write()
+            .map_err(|e| Refused(format!("writing patch object: {e}")))?;
+        std::fs::write(path, bytes).map_err(|e| Refused(format!("writing {}: {e}", path.display())))
+    }
+
+    // --- sections -----------------------------------------------------------------------------
+
+    /// Copies the object's allocated sections; notes its thread-local ones.
+    fn copy_sections(&mut self, input: &mut Input) -> Result<(), Refused> {
+        for s in input.file.sections() {
+            let SectionFlags::Elf { sh_flags } = s.flags() else {
+                continue;
+            };
+            if sh_flags & u64::from(elf::SHF_ALLOC) == 0 {
+                continue;
+            }
+            if matches!(s.kind(), SectionKind::Tls | SectionKind::UninitializedTls) {
+                input.tls_sections.insert(s.index());
+                continue;
+            }
+            let id = self.copy_section(&s, sh_flags)?;
+            input.sections.insert(s.index(), id);
+        }
+        Ok(())
+    }
+
+    /// Copies one allocated section; refuses static constructors and invalid alignments.
+    fn copy_section(&mut self, s: &object::Section, sh_flags: u64) -> Result<SectionId, Refused> {
+        let name = s.name().unwrap_or("");
+        if name.starts_with(".init_array")
+            || name.starts_with(".fini_array")
+            || name.starts_with(".ctors")
+            || name.starts_with(".dtors")
+        {
+            return refuse(format!(
+                "the patch contains a static constructor (`{name}`, e.g. from `ctor`, `inventory` or `linkme`); it would run again on load — restart instead"
+            ));
+        }
+        let id = self
+            .out
+            .add_section(Vec::new(), name.as_bytes().to_vec(), s.kind());
+        let align = s.align().max(1);
+        // The writer needs a power of two and pads the file to it; rustc never asks for more
+        // than `#[repr(align)]`'s limit, 2^29.
+        if !align.is_power_of_two() || align > MAX_ALIGN {
+            return refuse(format!("section {name} has an invalid alignment ({align})"));
+        }
+        if s.kind() == SectionKind::UninitializedData {
+            self.out.append_section_bss(id, s.size(), align);
+        } else {
+            let data = s
+                .data()
+                .map_err(|e| Refused(format!("section {name}: {e}")))?;
+            self.out.set_section_data(id, data.to_vec(), align);
+        }
+        // COMDAT groups are not carried over (one object, first definition wins).
+        self.out.section_mut(id).flags = SectionFlags::Elf {
+            sh_flags: sh_flags & !u64::from(elf::SHF_GROUP),
+        };
+        Ok(id)
+    }
+
+    // --- symbols ------------------------------------------------------------------------------
+
+    /// Maps the object's symbols to the merged object's, and its thread-locals to the host's
+    /// thread-pointer offsets (or to imports).
+    fn map_symbols(&mut self, input: &mut Input<'d, '_>) -> Result<(), Refused> {
+        let file = input.file;
+        for s in file.symbols() {
+            let name = s.name().unwrap_or("");
+            match s.kind() {
+                SymbolKind::File => continue,
+                SymbolKind::Section => {
+                    if let Some(id) = s.section_index().and_then(|i| input.sections.get(&i)) {
+                        let sid = self.out.section_symbol(*id);
+                        input.symbols.insert(s.index(), sid);
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            if name.is_empty() {
+                continue;
+            }
+            if s.is_undefined() {
+                self.map_undefined(input, &s, name)?;
+                continue;
+            }
+            let Some(si) = s.section_index() else {
+                continue;
+            };
+            if input.tls_sections.contains(&si) {
+                match self.job.host.lookup(name).map_err(Refused)? {
+                    Some(h) if h.place == Place::Tls => {
+                        input.tpoff.insert(s.index(), self.tpoff(&h));
+                    }
+                    _ => return new_thread_local(name),
+                }
+                continue;
+            }
+            let Some(&out_sec) = input.sections.get(&si) else {
+                continue;
+            };
+            let id = self.map_defined(file, &s, name, si, out_sec)?;
+            input.symbols.insert(s.index(), id);
+        }
+        Ok(())
+    }
+
+    /// The host's thread-pointer offset of one of its thread-locals.
+    fn tpoff(&self, h: &HostSym) -> i64 {
+        h.value as i64 - self.job.host.tls_block as i64
+    }
+
+    /// Maps a symbol the object references but does not define.
+    fn map_undefined(
+        &mut self,
+        input: &mut Input,
+        s: &object::Symbol,
+        name: &str,
+    ) -> Result<(), Refused> {
+        if name == tls::TLS_GET_ADDR || name == tls::TLS_MODULE_BASE {
+            // Only thread-local sequences use them, and their rewrites drop them.
+            return Ok(());
+        }
+        // A thread-local defined in another codegen unit (of the patch or not): resolved
+        // to the host's thread-pointer offset like the ones defined here. One the host
+        // lacks is new, whichever object of the patch defines it.
+        match self.job.host.lookup(name) {
+            Ok(Some(h)) if h.place == Place::Tls => {
+                input.tpoff.insert(s.index(), self.tpoff(&h));
+                return Ok(());
+            }
+            Err(e) if s.kind() == SymbolKind::Tls => return refuse(e),
+            Ok(None) if s.kind() == SymbolKind::Tls && self.job.host.imports.contains(name) => {
+                // The host imports it: it lives in a shared library the program loads
+                // (e.g. std's thread-locals when std is linked dynamically).
+                let id = self.imported_tls_symbol(name, s.is_weak());
+                input.imported_tls.insert(s.index(), id);
+                return Ok(());
+            }
+            _ if s.kind() == SymbolKind::Tls => return new_thread_local(name),
+            _ => {}
+        }
+        let id = self.resolve_undefined(name, s.is_weak())?;
+        if self.defined_in_patch.contains(name)
+            && self.out.symbol(id).section == write::SymbolSection::Undefined
+        {
+            self.placeholders.insert(id);
+        }
+        input.symbols.insert(s.index(), id);
+        Ok(())
+    }
+
+    /// Maps a symbol the object defines in `si`, a section copied to `out_sec`.
+    fn map_defined(
+        &mut self,
+        file: &object::File,
+        s: &object::Symbol,
+        name: &str,
+        si: object::SectionIndex,
+        out_sec: SectionId,
+    ) -> Result<SymbolId, Refused> {
+        let section = file
+            .section_by_index(si)
+            .map_err(|e| Refused(e.to_string()))?;
+        let sec_name = section.name().unwrap_or("");
+        let dem = demangle(name);
+        // Offset of the symbol in its section (a malformed object can put it before).
+        let value = s
+            .address()
+            .checked_sub(section.address())
+            .ok_or_else(|| Refused(format!("symbol `{dem}` lies outside its section")))?;
+        if let Some(parent) = dem.strip_suffix(ENTRY_SUFFIX) {
+            let entry = registry_entry(&section, value, parent, name, &dem)?;
+            self.entries.push(entry);
+        }
+        let place = place_of(section.kind(), sec_name);
+        // Writable statics the host has are the host's: that is what keeps state alive.
+        // A function's own slot and its registry entry stay with the patch copy.
+        let keep_local = dem.ends_with("::__HOT_SLOT") || sec_name == "hot_runtime_fns";
+        if place == Place::Data && !keep_local {
+            if let Some(id) = self.host_static(name, &dem, s.size())? {
+                return Ok(id);
+            }
+        }
+        Ok(self.add_definition(s, name, value, out_sec))
+    }
+
+    /// The host's copy of writable static `name` (`size` bytes in the patch), if it has one.
+    fn host_static(
+        &mut self,
+        name: &str,
+        dem: &str,
+        size: u64,
+    ) -> Result<Option<SymbolId>, Refused> {
+        let Some(h) = self.job.host.lookup(name).map_err(Refused)? else {
+            return Ok(None);
+        };
+        if h.size != size && h.size != 0 && size != 0 {
+            return refuse(format!(
+                "static `{dem}` changed size ({} -> {} bytes); its memory in the running program cannot be reused — restart",
+                h.size, size
+            ));
+        }
+        let runtime_addr = self.job.base.wrapping_add(h.value);
+        let id = self.host_symbol(name, runtime_addr, SymbolKind::Data);
+        if self.placeholders.remove(&id) {
+            // An earlier object referenced it before this definition was seen.
+            let sym = self.anchored(name, runtime_addr, SymbolKind::Data);
+            *self.out.symbol_mut(id) = sym;
+        }
+        Ok(Some(id))
+    }
+
+    /// Adds a definition at `value` in `out_sec`; of a global the patch already defines, the
+    /// first definition stays.
+    fn add_definition(
+        &mut self,
+        s: &object::Symbol,
+        name: &str,
+        value: u64,
+        out_sec: SectionId,
+    ) -> SymbolId {
+        let scope = if s.is_global() {
+            SymbolScope::Linkage
+        } else {
+            SymbolScope::Compilation
+        };
+        let sym = write::Symbol {
+            name: name.as_bytes().to_vec(),
+            value,
+            size: s.size(),
+            kind: match s.kind() {
+                SymbolKind::Unknown => SymbolKind::Label,
+                k => k,
+            },
+            scope,
+            weak: s.is_weak(),
+            section: write::SymbolSection::Section(out_sec),
+            flags: SymbolFlags::None,
+        };
+        if scope == SymbolScope::Linkage {
+            if let Some(&existing) = self.by_name.get(name) {
+                if self.placeholders.remove(&existing) {
+                    // Referenced by an earlier object of the patch: this is its definition.
+                    *self.out.symbol_mut(existing) = sym;
+                }
+                // Otherwise a weak duplicate from another CGU; the first definition wins.
+                return existing;
+            }
+        }
+        let id = self.out.add_symbol(sym);
+        if scope == SymbolScope::Linkage {
+            self.by_name.insert(name.to_string(), id);
+        }
+        id
+    }
+
+    // --- resolution ---------------------------------------------------------------------------
+
+    /// The merged object's symbol for `name`, which an object references but does not define:
+    /// the patch's own, the host's, or one left to the dynamic loader.
+    fn resolve_undefined(&mut self, name: &str, weak: bool) -> Result<SymbolId, Refused> {
+        if let Some(id) = self.by_name.get(name) {
+            return Ok(*id);
+        }
+        if demangle(name).ends_with("::__HOT_SLOT") && !self.defined_in_patch.contains(name) {
+            // Each copy of a hot fn must read its own slot; binding it to the host's would make the
+            // copy forward to itself. The slot's codegen unit is not in this patch: give it one.
+            return Ok(self.own_slot(name));
+        }
+        if name == "_GLOBAL_OFFSET_TABLE_" {
+            // The patch's own GOT, which ld defines (gas declares it in objects with GOT or TLS
+            // relocations); the host's copy would be the wrong table.
+            return Ok(self.leave_undefined(name, false));
+        }
+        if self.defined_in_patch.contains(name) {
+            // Defined by another object of this patch; ld binds them (definition added later).
+            return Ok(self.leave_undefined(name, false));
+        }
+        match self.job.host.lookup(name) {
+            Ok(Some(h)) => return self.host_definition(name, &h),
+            Ok(None) => {}
+            Err(e) => {
+                if !self.job.host.imports.contains(name) {
+                    return refuse(e);
+                }
+            }
+        }
+        if self.job.host.imports.contains(name) || weak {
+            return Ok(self.leave_undefined(name, weak));
+        }
+        refuse(format!(
+            "`{}` is not in the running program (it was never linked into it); restart to pick it up",
+            demangle(name)
+        ))
+    }
+
+    /// A slot of the patch's own for hot fn slot `name`.
+    fn own_slot(&mut self, name: &str) -> SymbolId {
+        let sec = self.out.add_section(
+            Vec::new(),
+            b".bss.hot_slot".to_vec(),
+            SectionKind::UninitializedData,
+        );
+        self.out.append_section_bss(sec, 8, 8);
+        let id = self.out.add_symbol(write::Symbol {
+            name: name.as_bytes().to_vec(),
+            value: 0,
+            size: 8,
+            kind: SymbolKind::Data,
+            scope: SymbolScope::Compilation,
+            weak: false,
+            section: write::SymbolSection::Section(sec),
+            flags: SymbolFlags::None,
+        });
+        self.by_name.insert(name.to_string(), id);
+        id
+    }
+
+    /// `name` left undefined, for ld or the dynamic loader.
+    fn leave_undefined(&mut self, name: &str, weak: bool) -> SymbolId {
+        let id = self
+            .out
+            .add_symbol(undefined_symbol(name, SymbolKind::Unknown, weak));
+        self.by_name.insert(name.to_string(), id);
+        id
+    }
+
+    /// The host's definition `h` of `name`, which must not be a thread-local.
+    fn host_definition(&mut self, name: &str, h: &HostSym) -> Result<SymbolId, Refused> {
+        let kind = if h.place == Place::Text {
+            SymbolKind::Text
+        } else {
+            SymbolKind::Data
+        };
+        if h.place == Place::Tls {
+            return refuse(format!(
+                "thread-local `{}` is reached through an unsupported access",
+                demangle(name)
+            ));
+        }
+        let runtime_addr = self.job.base.wrapping_add(h.value);
+        Ok(self.host_symbol(name, runtime_addr, kind))
+    }
+
+    /// The patch's import of a thread-local of a shared library the host loads.
+    fn imported_tls_symbol(&mut self, name: &str, weak: bool) -> SymbolId {
+        if let Some(&id) = self.by_name.get(name) {
+            // Referenced by an earlier object: a thread-local either way. (A definition in the
+            // patch stays as it is; ld refuses a thread-local access to a plain static.)
+            let sym = self.out.symbol_mut(id);
+            if sym.section == write::SymbolSection::Undefined {
+                sym.kind = SymbolKind::Tls;
+            }
+            return id;
+        }
+        let id = self
+            .out
+            .add_symbol(undefined_symbol(name, SymbolKind::Tls, weak));
+        self.by_name.insert(name.to_string(), id);
+        id
+    }
+
+    /// The host's symbol `name` at `runtime_addr`, added once.
+    fn host_symbol(&mut self, name: &str, runtime_addr: u64, kind: SymbolKind) -> SymbolId {
+        if let Some(id) = self.by_name.get(name) {
+            return *id;
+        }
+        let id = self.out.add_symbol(self.anchored(name, runtime_addr, kind));
+        self.by_name.insert(name.to_string(), id);
+        id
+    }
+
+    /// A symbol at `runtime_addr`, expressed relative to the anchor section.
+    fn anchored(&self, name: &str, runtime_addr: u64, kind: SymbolKind) -> write::Symbol {
+        write::Symbol {
+            name: name.as_bytes().to_vec(),
+            value: runtime_addr.wrapping_sub(self.anchor_addr),
+            size: 0,
+            kind,
+            scope: SymbolScope::Compilation,
+            weak: false,
+            section: write::SymbolSection::Section(self.anchor),
+            flags: SymbolFlags::None,
+        }
+    }
+
+    // --- relocations --------------------------------------------------------------------------
+
+    /// Copies the relocations of the object's copied sections.
+    fn copy_relocations(&mut self, input: &Input<'d, '_>) -> Result<(), Refused> {
+        for s in input.file.sections() {
+            let Some(&out_sec) = input.sections.get(&s.index()) else {
+                continue;
+            };
+            self.copy_section_relocations(input, &s, out_sec)?;
+        }
+        Ok(())
+    }
+
+    /// Copies the relocations of input section `s`, whose copy is `out_sec`.
+    fn copy_section_relocations(
+        &mut self,
+        input: &Input<'d, '_>,
+        s: &object::Section<'d, '_>,
+        out_sec: SectionId,
+    ) -> Result<(), Refused> {
+        let relocs: Vec<(u64, object::Relocation)> = s.relocations().collect();
+        let tls_calls = check_tls_sequences(input.file, s, &relocs)?;
+        // The `__tls_get_addr` calls of sequences kept dynamic stay; the others go with
+        // their rewrite to local-exec.
+        let kept_calls: HashSet<usize> = tls_calls
+            .iter()
+            .filter(|(_, access)| {
+                matches!(relocs[**access].1.target(),
+                    RelocationTarget::Symbol(t) if input.imported_tls.contains_key(&t))
+            })
+            .map(|(call, _)| *call)
+            .collect();
+        for (i, (offset, rel)) in relocs.into_iter().enumerate() {
+            let r = InReloc::new(input.file, s, out_sec, offset, &rel)?;
+            if kept_calls.contains(&i) {
+                // The call of a general-dynamic sequence kept for the dynamic loader: to
+                // ld.so's `__tls_get_addr`, which ld leaves undefined in the patch.
+                let sym = self.tls_get_addr_symbol();
+                self.add_relocation(&r, sym, r.addend)?;
+                continue;
+            }
+            if tls_calls.contains_key(&i) {
+                // The `__tls_get_addr` call of a sequence rewritten to local-exec.
+                continue;
+            }
+            if let Some(access) = tls::Access::of(r.r_type) {
+                self.tls_access(input, &r, access)?;
+                continue;
+            }
+            if r.target.name() == Ok(tls::TLS_GET_ADDR) {
+                return refuse(format!(
+                    "code in {} calls `{}` outside a thread-local access cargo hot can rewrite; restart",
+                    code_name(r.section),
+                    tls::TLS_GET_ADDR
+                ));
+            }
+            let (sym, addend) = input.relocation_symbol(&r)?;
+            self.add_relocation(&r, sym, addend)?;
+        }
+        Ok(())
+    }
+
+    /// ld.so's `__tls_get_addr`, added once.
+    fn tls_get_addr_symbol(&mut self) -> SymbolId {
+        let out = &mut self.out;
+        *self.tls_get_addr.get_or_insert_with(|| {
+            out.add_symbol(undefined_symbol(
+                tls::TLS_GET_ADDR,
+                SymbolKind::Unknown,
+                false,
+            ))
+        })
+    }
+
+    /// A thread-local access: rewritten to local-exec with the host's offset, or kept as
+    /// compiled when the thread-local is a shared library's.
+    fn tls_access(
+        &mut self,
+        input: &Input,
+        r: &InReloc,
+        access: tls::Access,
+    ) -> Result<(), Refused> {
+        let site = TlsSite {
+            access,
+            r_type: r.r_type,
+            offset: r.offset,
+            section: r.section,
+        };
+        if let Some(&sym) = input.imported_tls.get(&r.tsym) {
+            // Another module's thread-local: the access stays as compiled.
+            access
+                .dynamic()
+                .map_err(|why| site.refusal(&r.target, why))?;
+            return self.add_relocation(r, sym, r.addend);
+        }
+        let tls = TlsOffsets {
+            by_symbol: &input.tpoff,
+            named_in: &input.named_in,
+        };
+        tls.rewrite(
+            self.out.section_mut(r.out_sec),
+            &site,
+            r.tsym,
+            &r.target,
+            r.addend,
+        )
+    }
+
+    /// Adds `r` to the merged object, against `symbol` + `addend`.
+    fn add_relocation(
+        &mut self,
+        r: &InReloc,
+        symbol: SymbolId,
+        addend: i64,
+    ) -> Result<(), Refused> {
+        self.out
+            .add_relocation(
+                r.out_sec,
+                write::Relocation {
+                    offset: r.offset,
+                    symbol,
+                    addend,
+                    flags: RelocationFlags::Elf { r_type: r.r_type },
+                },
+            )
+            .map_err(|e| Refused(format!("relocation: {e}")))
+    }
+}
+
+impl<'d, 'f> Input<'d, 'f> {
+    fn new(file: &'f object::File<'d>) -> Self {
+        Input {
+            file,
+            sections: HashMap::new(),
+            tls_sections: HashSet::new(),
+            named_in: named_symbols(file),
+            symbols: HashMap::new(),
+            tpoff: HashMap::new(),
+            imported_tls: HashMap::new(),
+        }
+    }
+
+    /// The merged object's symbol (and the addend against it) that relocation `r` targets.
+    fn relocation_symbol(&self, r: &InReloc) -> Result<(SymbolId, i64), Refused> {
+        if r.target.kind() != SymbolKind::Section {
+            return match self.symbols.get(&r.tsym) {
+                Some(id) => Ok((*id, r.addend)),
+                None => refuse(format!(
+                    "relocation against unknown symbol `{}`",
+                    demangle(r.target.name().unwrap_or("?"))
+                )),
+            };
+        }
+        let tsec = r.target.section_index();
+        let is_tls = tsec.is_some_and(|i| self.tls_sections.contains(&i));
+        if is_tls {
+            return refuse("a thread-local is accessed in a way cargo hot cannot patch; restart");
+        }
+        let tsection = tsec.and_then(|i| self.file.section_by_index(i).ok());
+        let writable = tsection.as_ref().is_some_and(|ts| {
+            place_of(ts.kind(), ts.name().unwrap_or("")) == Place::Data
+                && ts.name().unwrap_or("") != "hot_runtime_fns"
+        });
+        // `section + addend` into writable data: find the static it means.
+        let bias = if matches!(
+            r.r_type,
+            elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S
+        ) {
+            0
+        } else {
+            4
+        };
+        match (
+            writable,
+            covering(&self.named_in, &r.target, r.addend, bias),
+        ) {
+            (true, Some((named, delta))) if self.symbols.contains_key(&named) => {
+                Ok((self.symbols[&named], delta))
+            }
+            _ => match self.symbols.get(&r.tsym) {
+                Some(id) => Ok((*id, r.addend)),
+                None => refuse("relocation against a section that is not part of the patch"),
+            },
+        }
+    }
+}
+
+impl<'d, 'f> InReloc<'d, 'f> {
+    /// Refuses relocations other than ELF ones against a symbol.
+    fn new(
+        file: &'f object::File<'d>,
+        section: &object::Section<'d, '_>,
+        out_sec: SectionId,
+        offset: u64,
+        rel: &object::Relocation,
+    ) -> Result<Self, Refused> {
+        let RelocationFlags::Elf { r_type } = rel.flags() else {
+            return refuse("non-ELF relocation");
+        };
+        let RelocationTarget::Symbol(tsym) = rel.target() else {
+            return refuse(format!(
+                "unsupported relocation target in {}",
+                section.name().unwrap_or("?")
+            ));
+        };
+        let target = file
+            .symbol_by_index(tsym)
+            .map_err(|e| Refused(e.to_string()))?;
+        Ok(InReloc {
+            section: section.name().unwrap_or("?"),
+            out_sec,
+            offset,
+            r_type,
+            tsym,
+            target,
+            addend: rel.addend(),
+        })
+    }
+}
+
+/// Globals defined anywhere in the patch.
+fn defined_globals<'d>(files: &[object::File<'d>]) -> HashSet<&'d str> {
+    let mut defined = HashSet::new();
+    for f in files {
+        for s in f.symbols() {
+            if s.is_definition() && s.is_global() {
+                if let Ok(n) = s.name() {
+                    defined.insert(n);
+                }
+            }
+        }
+    }
+    defined
+}
+
+/// The named symbols of an object by section.
+fn named_symbols(file: &object::File) -> NamedIn {
+    let mut named_in: NamedIn = HashMap::new();
+    for s in file.symbols() {
+        if let (Some(si), SymbolKind::Data | SymbolKind::Tls | SymbolKind::Unknown) =
+            (s.section_index(), s.kind())
+        {
+            if !s.name().unwrap_or("").is_empty() {
+                named_in
+                    .entry(si)
+                    .or_default()
+                    .push((s.address(), s.size(), s.index()));
+            }
+        }
+    }
+    named_in
+}
+
+/// The registry entry of hot fn `parent`, symbol `mangled` (demangled `dem`) at `value` in
+/// `section`: its fingerprint and kind.
+fn registry_entry(
+    section: &object::Section,
+    value: u64,
+    parent: &str,
+    mangled: &str,
+    dem: &str,
+) -> Result<EntrySym, Refused> {
+    let off = value as usize;
+    let bytes = section
+        .data()
+        .ok()
+        .and_then(|d| d.get(off..off.checked_add(12)?))
+        .ok_or_else(|| Refused(format!("malformed registry entry {dem}")))?;
+    Ok(EntrySym {
+        parent: parent.to_string(),
+        mangled: mangled.to_string(),
+        fingerprint: u64::from_le_bytes(bytes[0..8].try_into().unwrap()),
+        kind: u32::from_le_bytes(bytes[8..12].try_into().unwrap()),
     })
+}
+
+/// Refuses a thread-local the host does not have.
+fn new_thread_local<T>(name: &str) -> Result<T, Refused> {
+    refuse(format!(
+        "a new thread-local `{}` was added; thread-locals cannot be added to a running program — restart",
+        demangle(name)
+    ))
 }
 
 /// Named symbols of an object by section: `(address, size, symbol)`.
@@ -612,157 +953,6 @@ fn undefined_symbol(name: &str, kind: SymbolKind, weak: bool) -> write::Symbol {
         section: write::SymbolSection::Undefined,
         flags: SymbolFlags::None,
     }
-}
-
-/// The patch's import of a thread-local of a shared library the host loads.
-fn imported_tls_symbol(
-    out: &mut write::Object,
-    by_name: &mut HashMap<String, SymbolId>,
-    name: &str,
-    weak: bool,
-) -> SymbolId {
-    if let Some(&id) = by_name.get(name) {
-        // Referenced by an earlier object: a thread-local either way. (A definition in the
-        // patch stays as it is; ld refuses a thread-local access to a plain static.)
-        let sym = out.symbol_mut(id);
-        if sym.section == write::SymbolSection::Undefined {
-            sym.kind = SymbolKind::Tls;
-        }
-        return id;
-    }
-    let id = out.add_symbol(undefined_symbol(name, SymbolKind::Tls, weak));
-    by_name.insert(name.to_string(), id);
-    id
-}
-
-fn host_symbol(
-    out: &mut write::Object,
-    by_name: &mut HashMap<String, SymbolId>,
-    anchor: SectionId,
-    anchor_addr: u64,
-    name: &str,
-    runtime_addr: u64,
-    kind: SymbolKind,
-) -> SymbolId {
-    if let Some(id) = by_name.get(name) {
-        return *id;
-    }
-    let id = out.add_symbol(anchored(anchor, anchor_addr, name, runtime_addr, kind));
-    by_name.insert(name.to_string(), id);
-    id
-}
-
-/// A symbol at `runtime_addr`, expressed relative to the anchor section.
-fn anchored(
-    anchor: SectionId,
-    anchor_addr: u64,
-    name: &str,
-    runtime_addr: u64,
-    kind: SymbolKind,
-) -> write::Symbol {
-    write::Symbol {
-        name: name.as_bytes().to_vec(),
-        value: runtime_addr.wrapping_sub(anchor_addr),
-        size: 0,
-        kind,
-        scope: SymbolScope::Compilation,
-        weak: false,
-        section: write::SymbolSection::Section(anchor),
-        flags: SymbolFlags::None,
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn resolve_undefined(
-    out: &mut write::Object,
-    by_name: &mut HashMap<String, SymbolId>,
-    job: &Job,
-    anchor: SectionId,
-    anchor_addr: u64,
-    name: &str,
-    weak: bool,
-    defined_in_patch: &HashSet<&str>,
-) -> Result<SymbolId, Refused> {
-    if let Some(id) = by_name.get(name) {
-        return Ok(*id);
-    }
-    let undefined = |out: &mut write::Object, weak: bool| {
-        out.add_symbol(undefined_symbol(name, SymbolKind::Unknown, weak))
-    };
-    if demangle(name).ends_with("::__HOT_SLOT") && !defined_in_patch.contains(name) {
-        // Each copy of a hot fn must read its own slot; binding it to the host's would make the
-        // copy forward to itself. The slot's codegen unit is not in this patch: give it one.
-        let sec = out.add_section(
-            Vec::new(),
-            b".bss.hot_slot".to_vec(),
-            SectionKind::UninitializedData,
-        );
-        out.append_section_bss(sec, 8, 8);
-        let id = out.add_symbol(write::Symbol {
-            name: name.as_bytes().to_vec(),
-            value: 0,
-            size: 8,
-            kind: SymbolKind::Data,
-            scope: SymbolScope::Compilation,
-            weak: false,
-            section: write::SymbolSection::Section(sec),
-            flags: SymbolFlags::None,
-        });
-        by_name.insert(name.to_string(), id);
-        return Ok(id);
-    }
-    if name == "_GLOBAL_OFFSET_TABLE_" {
-        // The patch's own GOT, which ld defines (gas declares it in objects with GOT or TLS
-        // relocations); the host's copy would be the wrong table.
-        let id = undefined(out, false);
-        by_name.insert(name.to_string(), id);
-        return Ok(id);
-    }
-    if defined_in_patch.contains(name) {
-        // Defined by another object of this patch; ld binds them (definition added later).
-        let id = undefined(out, false);
-        by_name.insert(name.to_string(), id);
-        return Ok(id);
-    }
-    match job.host.lookup(name) {
-        Ok(Some(h)) => {
-            let kind = if h.place == Place::Text {
-                SymbolKind::Text
-            } else {
-                SymbolKind::Data
-            };
-            if h.place == Place::Tls {
-                return refuse(format!(
-                    "thread-local `{}` is reached through an unsupported access",
-                    demangle(name)
-                ));
-            }
-            return Ok(host_symbol(
-                out,
-                by_name,
-                anchor,
-                anchor_addr,
-                name,
-                job.base.wrapping_add(h.value),
-                kind,
-            ));
-        }
-        Ok(None) => {}
-        Err(e) => {
-            if !job.host.imports.contains(name) {
-                return refuse(e);
-            }
-        }
-    }
-    if job.host.imports.contains(name) || weak {
-        let id = undefined(out, weak);
-        by_name.insert(name.to_string(), id);
-        return Ok(id);
-    }
-    refuse(format!(
-        "`{}` is not in the running program (it was never linked into it); restart to pick it up",
-        demangle(name)
-    ))
 }
 
 fn run_ld(obj: &Path, so: &Path, addr: u64) -> Result<(), Refused> {

@@ -1,6 +1,7 @@
 //! Building a patch shared object from recompiled objects. The object format and instruction
 //! set specifics live in one module per target; other targets get a clear refusal.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
@@ -86,29 +87,36 @@ pub fn async_target_of(function: &str) -> Option<&str> {
 
 /// Reads the symbol table of an object file.
 pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
-    use object::{Object, ObjectSymbol, SymbolKind};
     let data =
         std::fs::read(path).map_err(|e| Refused(format!("reading {}: {e}", path.display())))?;
     let file = object::File::parse(&*data)
         .map_err(|e| Refused(format!("parsing {}: {e}", path.display())))?;
-    let mut idx = ObjectIndex::default();
+    let section_hash = section_hashes(&file);
+    let mut idx = ObjectIndex {
+        refs: section_refs(&file, path),
+        ..ObjectIndex::default()
+    };
+    index_symbols(&file, &section_hash, &mut idx);
+    Ok(idx)
+}
+
+/// Hash of each allocated section: its bytes, and its relocations with what they target.
+fn section_hashes(file: &object::File) -> HashMap<object::SectionIndex, u64> {
+    use object::{Object, ObjectSection};
+    use std::hash::{Hash, Hasher};
     // Bytes of each section: an anonymous constant is known by its content, not its name
     // (`.Lanon.<unit>.N` renumbers when another constant of the unit is added or removed).
-    let content: std::collections::HashMap<object::SectionIndex, u64> = file
+    let content: HashMap<object::SectionIndex, u64> = file
         .sections()
         .map(|sec| {
-            use object::ObjectSection;
-            use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
             sec.data().unwrap_or(&[]).hash(&mut h);
             (sec.index(), h.finish())
         })
         .collect();
     // Code hash per function section (rustc emits one section per function).
-    let mut section_hash: std::collections::HashMap<object::SectionIndex, u64> =
-        std::collections::HashMap::new();
+    let mut section_hash: HashMap<object::SectionIndex, u64> = HashMap::new();
     for sec in file.sections() {
-        use object::ObjectSection;
         // Code and data: an edited string literal may live in a constant of another unit.
         let object::SectionFlags::Elf { sh_flags } = sec.flags() else {
             continue;
@@ -116,35 +124,84 @@ pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
         if sh_flags & u64::from(object::elf::SHF_ALLOC) == 0 {
             continue;
         }
-        use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         sec.data().unwrap_or(&[]).hash(&mut h);
         for (off, r) in sec.relocations() {
             off.hash(&mut h);
             r.addend().hash(&mut h);
-            if let object::RelocationTarget::Symbol(t) = r.target() {
-                if let Ok(ts) = file.symbol_by_index(t) {
-                    let name = ts.name().unwrap_or("");
-                    let anonymous = ts.is_local()
-                        && (ts.kind() == SymbolKind::Section
-                            || name.is_empty()
-                            || name.starts_with(".L"));
-                    match ts.section_index() {
-                        Some(i) if anonymous => {
-                            anonymous_content(&file, i, &ts, &content).hash(&mut h)
-                        }
-                        _ => stable_name(name).hash(&mut h),
-                    }
-                }
-            }
+            hash_relocation_target(file, &r, &content, &mut h);
         }
         section_hash.insert(sec.index(), h.finish());
     }
-    // Name of the (first) symbol defined in each section, to name section-relative targets.
-    let mut section_sym: std::collections::HashMap<object::SectionIndex, String> =
-        std::collections::HashMap::new();
-    let mut defined_in: std::collections::HashMap<object::SectionIndex, Vec<String>> =
-        std::collections::HashMap::new();
+    section_hash
+}
+
+/// Hashes what a relocation targets: a named symbol by its stable name, an anonymous one by its
+/// content (`content`: hash of each section's bytes).
+fn hash_relocation_target(
+    file: &object::File,
+    r: &object::Relocation,
+    content: &HashMap<object::SectionIndex, u64>,
+    h: &mut std::collections::hash_map::DefaultHasher,
+) {
+    use object::{Object, ObjectSymbol, SymbolKind};
+    use std::hash::Hash;
+    let object::RelocationTarget::Symbol(t) = r.target() else {
+        return;
+    };
+    let Ok(ts) = file.symbol_by_index(t) else {
+        return;
+    };
+    let name = ts.name().unwrap_or("");
+    let anonymous = ts.is_local()
+        && (ts.kind() == SymbolKind::Section || name.is_empty() || name.starts_with(".L"));
+    match ts.section_index() {
+        Some(i) if anonymous => anonymous_content(file, i, &ts, content).hash(h),
+        _ => stable_name(name).hash(h),
+    }
+}
+
+/// For each section, each symbol it defines with the symbols the section refers to.
+fn section_refs(file: &object::File, path: &std::path::Path) -> Vec<(String, Vec<String>)> {
+    use object::{Object, ObjectSection};
+    let (section_sym, defined_in) = symbols_by_section(file);
+    // Sections without a named symbol (anonymous constants, vtables of `dyn` objects) still
+    // link code to code; name them per object so the reachability walk passes through them.
+    let tag = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("?")
+        .to_string();
+    let pseudo = |si: object::SectionIndex| format!("{tag}#{}", si.0);
+    let mut refs = Vec::new();
+    for sec in file.sections() {
+        let anon;
+        let names = match defined_in.get(&sec.index()) {
+            Some(n) => n,
+            None => {
+                anon = vec![pseudo(sec.index())];
+                &anon
+            }
+        };
+        let targets = relocation_targets(file, &sec, &section_sym, &pseudo);
+        for n in names {
+            refs.push((n.clone(), targets.clone()));
+        }
+    }
+    refs
+}
+
+/// The name of the (first) symbol defined in each section, to name section-relative targets,
+/// and the names of all symbols defined in each section.
+fn symbols_by_section(
+    file: &object::File,
+) -> (
+    HashMap<object::SectionIndex, String>,
+    HashMap<object::SectionIndex, Vec<String>>,
+) {
+    use object::{Object, ObjectSymbol, SymbolKind};
+    let mut section_sym: HashMap<object::SectionIndex, String> = HashMap::new();
+    let mut defined_in: HashMap<object::SectionIndex, Vec<String>> = HashMap::new();
     for s in file.symbols() {
         if s.is_definition() && s.kind() != SymbolKind::Section {
             if let (Ok(n), Some(si)) = (s.name(), s.section_index()) {
@@ -155,46 +212,47 @@ pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
             }
         }
     }
-    // Sections without a named symbol (anonymous constants, vtables of `dyn` objects) still
-    // link code to code; name them per object so the reachability walk passes through them.
-    let tag = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("?")
-        .to_string();
-    let pseudo = |si: object::SectionIndex| format!("{tag}#{}", si.0);
-    for sec in file.sections() {
-        use object::ObjectSection;
-        let anon;
-        let names = match defined_in.get(&sec.index()) {
-            Some(n) => n,
-            None => {
-                anon = vec![pseudo(sec.index())];
-                &anon
-            }
-        };
-        let mut targets = Vec::new();
-        for (_, r) in sec.relocations() {
-            if let object::RelocationTarget::Symbol(t) = r.target() {
-                if let Ok(ts) = file.symbol_by_index(t) {
-                    let name = if ts.kind() == SymbolKind::Section {
-                        ts.section_index()
-                            .map(|i| section_sym.get(&i).cloned().unwrap_or_else(|| pseudo(i)))
-                    } else {
-                        ts.name().ok().map(str::to_string)
-                    };
-                    if let Some(n) = name.filter(|n| !n.is_empty()) {
-                        targets.push(n);
-                    }
+    (section_sym, defined_in)
+}
+
+/// The symbols `sec`'s relocations target, sorted and deduplicated; section-relative targets
+/// are named by their section's first symbol, or `pseudo` name.
+fn relocation_targets(
+    file: &object::File,
+    sec: &object::Section,
+    section_sym: &HashMap<object::SectionIndex, String>,
+    pseudo: &impl Fn(object::SectionIndex) -> String,
+) -> Vec<String> {
+    use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+    let mut targets = Vec::new();
+    for (_, r) in sec.relocations() {
+        if let object::RelocationTarget::Symbol(t) = r.target() {
+            if let Ok(ts) = file.symbol_by_index(t) {
+                let name = if ts.kind() == SymbolKind::Section {
+                    ts.section_index()
+                        .map(|i| section_sym.get(&i).cloned().unwrap_or_else(|| pseudo(i)))
+                } else {
+                    ts.name().ok().map(str::to_string)
+                };
+                if let Some(n) = name.filter(|n| !n.is_empty()) {
+                    targets.push(n);
                 }
             }
         }
-        targets.sort();
-        targets.dedup();
-        for n in names {
-            idx.refs.push((n.clone(), targets.clone()));
-        }
     }
+    targets.sort();
+    targets.dedup();
+    targets
+}
+
+/// Fills in `idx`'s undefined names, code hashes (from `section_hash`), registry entries,
+/// functions and async entry shims.
+fn index_symbols(
+    file: &object::File,
+    section_hash: &HashMap<object::SectionIndex, u64>,
+    idx: &mut ObjectIndex,
+) {
+    use object::{Object, ObjectSymbol, SymbolKind};
     for s in file.symbols() {
         if s.is_undefined() {
             if let Ok(n) = s.name() {
@@ -215,7 +273,7 @@ pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
             if !n.is_empty() {
                 // Constants share sections (merged strings); each is known by its own bytes.
                 let h = if s.kind() == SymbolKind::Data && s.size() > 0 {
-                    symbol_bytes_hash(&file, si, s.address(), s.size()).unwrap_or(*h)
+                    symbol_bytes_hash(file, si, s.address(), s.size()).unwrap_or(*h)
                 } else {
                     *h
                 };
@@ -233,7 +291,6 @@ pub fn index_object(path: &std::path::Path) -> Result<ObjectIndex, Refused> {
             idx.functions.push(d);
         }
     }
-    Ok(idx)
 }
 
 /// A symbol's name without the `.llvm.<hash>` LLVM appends to internalized symbols of
@@ -345,19 +402,43 @@ pub fn reaching<'a>(
 /// 4. for each hot fn whose code a rebuilt unit defines, the units of its registry entry and of
 ///    its async entry shim.
 pub fn select_units(
-    running: &std::collections::HashMap<String, ObjectIndex>,
-    rebuilt: &std::collections::HashMap<String, ObjectIndex>,
+    running: &HashMap<String, ObjectIndex>,
+    rebuilt: &HashMap<String, ObjectIndex>,
     host: &crate::host::HostImage,
-) -> (
-    std::collections::HashSet<String>,
-    std::collections::HashSet<String>,
-) {
-    use std::collections::{HashMap, HashSet};
+) -> (HashSet<String>, HashSet<String>) {
     // The units as they will be once the patch is in: rebuilt ones replace running ones.
     let mut current: HashMap<&str, &ObjectIndex> =
         running.iter().map(|(c, i)| (c.as_str(), i)).collect();
     current.extend(rebuilt.iter().map(|(c, i)| (c.as_str(), i)));
 
+    let changed = changed_symbols(running, rebuilt);
+    let mut needed: HashSet<String> = rebuilt.keys().cloned().collect();
+
+    let reach = reaching(current.values().copied(), &changed);
+    for (cgu, idx) in &current {
+        if idx.refs.iter().any(|(d, _)| reach.contains(d)) {
+            needed.insert(cgu.to_string());
+        }
+    }
+
+    let units = UnitsOf::new(&current);
+    // Edited hot fns need their entry (and, for async fns, the shim holding the new body).
+    for idx in rebuilt.values() {
+        for (parent, unit) in &units.entry {
+            if idx.functions.iter().any(|f| belongs_to(f, parent)) {
+                needed.insert(unit.to_string());
+            }
+        }
+    }
+    units.close(&current, host, &mut needed);
+    (needed, changed)
+}
+
+/// The symbols of the rebuilt units whose code or data differs from the running program's.
+fn changed_symbols(
+    running: &HashMap<String, ObjectIndex>,
+    rebuilt: &HashMap<String, ObjectIndex>,
+) -> HashSet<String> {
     // A symbol is compared with itself as running, in its unit or, when rustc moved it to
     // another unit (partitioning shifts as code is added), wherever it was.
     // Names are compared without LLVM's `.llvm.<hash>` suffixes.
@@ -377,66 +458,82 @@ pub fn select_units(
             }
         }
     }
-    let mut needed: HashSet<String> = rebuilt.keys().cloned().collect();
+    changed
+}
 
-    let reach = reaching(current.values().copied(), &changed);
-    for (cgu, idx) in &current {
-        if idx.refs.iter().any(|(d, _)| reach.contains(d)) {
-            needed.insert(cgu.to_string());
-        }
-    }
+/// Which unit defines what, among the units as they will be once the patch is in.
+struct UnitsOf<'a> {
+    /// The unit of each defined symbol.
+    definer: HashMap<&'a str, &'a str>,
+    /// The unit of each hot fn's registry entry, by hot fn.
+    entry: HashMap<&'a str, &'a str>,
+    /// The unit of each async hot fn's entry shim, by hot fn.
+    shim: HashMap<&'a str, &'a str>,
+    /// The unit of each function, by demangled path.
+    function: HashMap<&'a str, &'a str>,
+}
 
-    let mut definer: HashMap<&str, &str> = HashMap::new();
-    let mut entry_unit: HashMap<&str, &str> = HashMap::new();
-    let mut shim_unit: HashMap<&str, &str> = HashMap::new();
-    let mut fn_unit: HashMap<&str, &str> = HashMap::new();
-    for (cgu, idx) in &current {
-        for f in &idx.functions {
-            fn_unit.insert(f.as_str(), cgu);
-        }
-        for (d, _) in &idx.refs {
-            definer.insert(d.as_str(), cgu);
-        }
-        for parent in &idx.entries {
-            entry_unit.insert(parent.as_str(), cgu);
-        }
-        for parent in &idx.async_targets {
-            shim_unit.insert(parent.as_str(), cgu);
-        }
-    }
-    // Edited hot fns need their entry (and, for async fns, the shim holding the new body).
-    for idx in rebuilt.values() {
-        for (parent, unit) in &entry_unit {
-            if idx.functions.iter().any(|f| belongs_to(f, parent)) {
-                needed.insert(unit.to_string());
-            }
-        }
-    }
-    // Close over two rules: a unit that is in defines registry entries, each rebound to its
-    // target (a sync fn itself, an async fn's shim), so the target's unit comes too (else the
-    // patch has an entry it cannot bind, and leaving that copy unbound would strand it on old
-    // code); and a symbol the host lacks must come from the unit defining it.
-    let mut work: Vec<String> = needed.iter().cloned().collect();
-    while let Some(c) = work.pop() {
-        let Some(idx) = current.get(c.as_str()) else {
-            continue;
+impl<'a> UnitsOf<'a> {
+    fn new(current: &HashMap<&'a str, &'a ObjectIndex>) -> Self {
+        let mut units = UnitsOf {
+            definer: HashMap::new(),
+            entry: HashMap::new(),
+            shim: HashMap::new(),
+            function: HashMap::new(),
         };
-        let targets = idx.entries.iter().filter_map(|p| {
-            let p = p.as_str();
-            shim_unit.get(p).or_else(|| fn_unit.get(p))
-        });
-        let definers = idx.undefined.iter().filter_map(|u| {
-            let known = matches!(host.lookup(u), Ok(Some(_))) || host.imports.contains(u);
-            if known { None } else { definer.get(u.as_str()) }
-        });
-        let more: Vec<String> = targets.chain(definers).map(|d| d.to_string()).collect();
-        for d in more {
-            if needed.insert(d.clone()) {
-                work.push(d);
+        for (cgu, idx) in current {
+            for f in &idx.functions {
+                units.function.insert(f.as_str(), cgu);
+            }
+            for (d, _) in &idx.refs {
+                units.definer.insert(d.as_str(), cgu);
+            }
+            for parent in &idx.entries {
+                units.entry.insert(parent.as_str(), cgu);
+            }
+            for parent in &idx.async_targets {
+                units.shim.insert(parent.as_str(), cgu);
+            }
+        }
+        units
+    }
+
+    /// Adds to `needed` the units that the units in it need, transitively.
+    fn close(
+        &self,
+        current: &HashMap<&str, &ObjectIndex>,
+        host: &crate::host::HostImage,
+        needed: &mut HashSet<String>,
+    ) {
+        // Close over two rules: a unit that is in defines registry entries, each rebound to its
+        // target (a sync fn itself, an async fn's shim), so the target's unit comes too (else the
+        // patch has an entry it cannot bind, and leaving that copy unbound would strand it on old
+        // code); and a symbol the host lacks must come from the unit defining it.
+        let mut work: Vec<String> = needed.iter().cloned().collect();
+        while let Some(c) = work.pop() {
+            let Some(idx) = current.get(c.as_str()) else {
+                continue;
+            };
+            let targets = idx.entries.iter().filter_map(|p| {
+                let p = p.as_str();
+                self.shim.get(p).or_else(|| self.function.get(p))
+            });
+            let definers = idx.undefined.iter().filter_map(|u| {
+                let known = matches!(host.lookup(u), Ok(Some(_))) || host.imports.contains(u);
+                if known {
+                    None
+                } else {
+                    self.definer.get(u.as_str())
+                }
+            });
+            let more: Vec<String> = targets.chain(definers).map(|d| d.to_string()).collect();
+            for d in more {
+                if needed.insert(d.clone()) {
+                    work.push(d);
+                }
             }
         }
     }
-    (needed, changed)
 }
 
 #[cfg(test)]
