@@ -505,10 +505,12 @@ impl<'a> UnitsOf<'a> {
         host: &crate::host::HostImage,
         needed: &mut HashSet<String>,
     ) {
-        // Close over two rules: a unit that is in defines registry entries, each rebound to its
+        // Close over three rules: a unit that is in defines registry entries, each rebound to its
         // target (a sync fn itself, an async fn's shim), so the target's unit comes too (else the
         // patch has an entry it cannot bind, and leaving that copy unbound would strand it on old
-        // code); and a symbol the host lacks must come from the unit defining it.
+        // code); a unit that is in holds code of a hot fn (its body reaches changed code), so that
+        // fn's entry comes too, or nothing would call the patch's copy; and a symbol the host
+        // lacks must come from the unit defining it.
         let mut work: Vec<String> = needed.iter().cloned().collect();
         while let Some(c) = work.pop() {
             let Some(idx) = current.get(c.as_str()) else {
@@ -526,7 +528,17 @@ impl<'a> UnitsOf<'a> {
                     self.definer.get(u.as_str())
                 }
             });
-            let more: Vec<String> = targets.chain(definers).map(|d| d.to_string()).collect();
+            let entries = idx.functions.iter().flat_map(|f| {
+                self.entry
+                    .iter()
+                    .filter(move |(hot, _)| belongs_to(f, hot))
+                    .map(|(_, unit)| unit)
+            });
+            let more: Vec<String> = targets
+                .chain(definers)
+                .chain(entries)
+                .map(|d| d.to_string())
+                .collect();
             for d in more {
                 if needed.insert(d.clone()) {
                     work.push(d);
