@@ -60,13 +60,13 @@ fn shapes(args: &[&str]) {
         "get k=<v",
         "<fx_shapes::db::Db>::get",
     );
-    // `#[hot]` above `#[instrument]`, async, by value.
+    // `#[hot]` above `#[instrument]`, async, by value: a non-hot fn its body calls.
     edit_and_see(
         &hot,
         pid,
         CMD,
-        "\"get {}={v}\"",
-        "\"GET {}={v}\"",
+        "format!(\"get {key}\")",
+        "format!(\"GET {key}\")",
         "GET k=",
         "<fx_shapes::cmd::Get>::apply",
     );
