@@ -59,7 +59,7 @@ pub fn demangle(name: &str) -> String {
     format!("{:#}", rustc_demangle::demangle(name))
 }
 
-pub const ENTRY_SUFFIX: &str = "::__HOT_ENTRY";
+pub use hot_runtime::protocol::ENTRY_SUFFIX;
 
 pub fn place_of(kind: SectionKind, name: &str) -> Place {
     match kind {
@@ -230,8 +230,8 @@ impl HostImage {
             let sec_name = section.name().unwrap_or("");
             // Redirects to the host itself, and per-copy hot slots and entries, stay as they are.
             if sec_name == ".hot_anchor"
-                || sec_name == "hot_runtime_fns"
-                || demangle(name).ends_with("::__HOT_SLOT")
+                || sec_name == hot_runtime::protocol::REGISTRY_SECTION
+                || demangle(name).ends_with(hot_runtime::protocol::SLOT_SUFFIX)
             {
                 continue;
             }

@@ -803,6 +803,7 @@ fn slot_and_entry(func: &HotFn, low: &Lowered, kind: TokenStream2) -> TokenStrea
     let layouts = layout_list(&low.layout_types, &func.sig.output);
     let span = Span::mixed_site();
     quote_spanned! {span=>
+        // Names and section: `hot_runtime::protocol` (SLOT_STATIC, ENTRY_STATIC, REGISTRY_SECTION).
         static __HOT_SLOT: ::hot_runtime::__private::Slot = ::hot_runtime::__private::Slot::new();
         #[used]
         #[unsafe(link_section = "hot_runtime_fns")]

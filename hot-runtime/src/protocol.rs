@@ -18,6 +18,22 @@
 
 use std::fmt::Write as _;
 
+// The contract between `#[hot]` (hot-macros), this runtime and `cargo hot`: what the macro
+// emits for each hot fn, which the runtime walks and the tool finds in objects and executables.
+// hot-macros cannot depend on this crate (this crate re-exports it), so it spells these names
+// out; `tests/tests/runtime.rs` checks that what it emits matches them.
+
+/// Link section holding every hot fn's registry entry (`__start_`/`__stop_` bound it).
+pub const REGISTRY_SECTION: &str = "hot_runtime_fns";
+/// Name of the static holding a hot fn's registry entry, inside the fn: `f::__HOT_ENTRY`.
+pub const ENTRY_STATIC: &str = "__HOT_ENTRY";
+/// Name of the static holding a hot fn's slot (its current code), inside the fn.
+pub const SLOT_STATIC: &str = "__HOT_SLOT";
+/// Demangled-path suffix of a registry entry: the hot fn's path is what comes before it.
+pub const ENTRY_SUFFIX: &str = "::__HOT_ENTRY";
+/// Demangled-path suffix of a slot.
+pub const SLOT_SUFFIX: &str = "::__HOT_SLOT";
+
 /// `Entry::kind` of a plain `fn`: the slot holds the address of a newer copy of the fn itself.
 pub const KIND_SYNC: u32 = 0;
 /// `Entry::kind` of an `async fn`: the slot holds its boxed-future entry closure.

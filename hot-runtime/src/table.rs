@@ -111,6 +111,7 @@ const fn mix(mut h: u64, v: u64) -> u64 {
 // and pulls this object file into every link that uses the registry.
 static SENTINEL_SLOT: Slot = Slot::new();
 #[used]
+// `protocol::REGISTRY_SECTION` (an attribute needs the literal).
 #[unsafe(link_section = "hot_runtime_fns")]
 static SENTINEL: Entry = Entry::new(0, u32::MAX, &SENTINEL_SLOT, "", "", 0);
 

@@ -773,3 +773,39 @@ fn every_patch_reaches_on_patch_even_when_patches_race() {
     }
     assert_eq!((race_0(0), race_1(0), race_2(0), race_3(0)), (0, 1, 2, 3));
 }
+
+/// What `#[hot]` emits matches the contract in `hot_runtime::protocol` (hot-macros cannot
+/// depend on hot-runtime, so it spells the names out): every registry entry of this test binary
+/// is a static named `ENTRY_STATIC` inside its fn, in section `REGISTRY_SECTION`, next to a slot
+/// named `SLOT_STATIC`.
+#[test]
+fn the_macro_emits_the_names_and_section_of_the_protocol() {
+    use hot_runtime::protocol::{ENTRY_SUFFIX, REGISTRY_SECTION, SLOT_SUFFIX};
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new("objdump")
+        .args(["-t", "-C"])
+        .arg(&exe)
+        .output()
+        .expect("objdump (binutils)");
+    let table = String::from_utf8_lossy(&out.stdout);
+    let entries: Vec<&str> = table
+        .lines()
+        .filter(|l| l.ends_with(&format!("never_called{ENTRY_SUFFIX}")))
+        .collect();
+    assert!(
+        !entries.is_empty(),
+        "no `{ENTRY_SUFFIX}` symbol for hot fn `never_called`"
+    );
+    for l in &entries {
+        assert!(
+            l.contains(REGISTRY_SECTION),
+            "entry outside the registry section: {l}"
+        );
+    }
+    assert!(
+        table.lines().any(|l| l.ends_with(SLOT_SUFFIX)),
+        "no `{SLOT_SUFFIX}` symbol"
+    );
+    // And the runtime finds those entries in that section.
+    assert!(hot_runtime::registry().count() >= entries.len());
+}

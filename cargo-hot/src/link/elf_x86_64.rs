@@ -30,6 +30,7 @@ use object::{
 use super::tls_x86_64::{self as tls, TlsOffsets, TlsSite, check_tls_sequences, code_name};
 use super::{LinkedPatch, PatchFn, Refused};
 use crate::host::{ENTRY_SUFFIX, HostImage, HostSym, Place, demangle, place_of};
+use hot_runtime::protocol::{REGISTRY_SECTION, SLOT_SUFFIX};
 
 /// Inputs of one patch.
 pub struct Job<'a> {
@@ -422,7 +423,7 @@ impl<'a, 'd> Merged<'a, 'd> {
         let place = place_of(section.kind(), sec_name);
         // Writable statics the host has are the host's: that is what keeps state alive.
         // A function's own slot and its registry entry stay with the patch copy.
-        let keep_local = dem.ends_with("::__HOT_SLOT") || sec_name == "hot_runtime_fns";
+        let keep_local = dem.ends_with(SLOT_SUFFIX) || sec_name == REGISTRY_SECTION;
         if place == Place::Data && !keep_local {
             if let Some(id) = self.host_static(name, &dem, s.size())? {
                 return Ok(id);
@@ -509,7 +510,7 @@ impl<'a, 'd> Merged<'a, 'd> {
         if let Some(id) = self.by_name.get(name) {
             return Ok(*id);
         }
-        if demangle(name).ends_with("::__HOT_SLOT") && !self.defined_in_patch.contains(name) {
+        if demangle(name).ends_with(SLOT_SUFFIX) && !self.defined_in_patch.contains(name) {
             // Each copy of a hot fn must read its own slot; binding it to the host's would make the
             // copy forward to itself. The slot's codegen unit is not in this patch: give it one.
             return Ok(self.own_slot(name));
@@ -792,7 +793,7 @@ impl<'d, 'f> Input<'d, 'f> {
         let tsection = tsec.and_then(|i| self.file.section_by_index(i).ok());
         let writable = tsection.as_ref().is_some_and(|ts| {
             place_of(ts.kind(), ts.name().unwrap_or("")) == Place::Data
-                && ts.name().unwrap_or("") != "hot_runtime_fns"
+                && ts.name().unwrap_or("") != REGISTRY_SECTION
         });
         // `section + addend` into writable data: find the static it means.
         let bias = if matches!(
