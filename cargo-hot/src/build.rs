@@ -91,12 +91,32 @@ pub fn fat_build(
         }
         text
     });
+    let (mut diagnostics, exes) = read_messages(child.stdout.take().unwrap(), on_line);
+    let status = child.wait()?;
+    let cargo_err = err_thread.join().unwrap_or_default();
+    if !status.success() {
+        if diagnostics.is_empty() && cargo_err.is_empty() {
+            diagnostics = format!("cargo build failed ({status})\n");
+        }
+        return Ok(Outcome::Failed(diagnostics));
+    }
+    let exe = pick(&exes)?;
+    Ok(Outcome::Built(FatBuild {
+        exe,
+        records,
+        elapsed: start.elapsed(),
+    }))
+}
+
+/// cargo's JSON messages: error diagnostics (returned, rendered), other diagnostics (given to
+/// `on_line` as they come), and the executables built.
+fn read_messages(
+    stdout: std::process::ChildStdout,
+    on_line: &mut dyn FnMut(&str),
+) -> (String, Vec<crate::workspace::Built>) {
     let mut diagnostics = String::new();
     let mut exes = Vec::new();
-    for line in BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-    {
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
@@ -130,20 +150,7 @@ pub fn fat_build(
             _ => {}
         }
     }
-    let status = child.wait()?;
-    let cargo_err = err_thread.join().unwrap_or_default();
-    if !status.success() {
-        if diagnostics.is_empty() && cargo_err.is_empty() {
-            diagnostics = format!("cargo build failed ({status})\n");
-        }
-        return Ok(Outcome::Failed(diagnostics));
-    }
-    let exe = pick(&exes)?;
-    Ok(Outcome::Built(FatBuild {
-        exe,
-        records,
-        elapsed: start.elapsed(),
-    }))
+    (diagnostics, exes)
 }
 
 /// One crate that can be rebuilt thin: its recorded invocation and its own output directories.
@@ -333,6 +340,14 @@ impl ThinCrate {
         if !status.success() {
             return Ok(Some(Outcome::Failed(render_diagnostics(&stderr))));
         }
+        let mut out = self.outputs()?;
+        out.elapsed = start.elapsed();
+        Ok(Some(Outcome::Built(out)))
+    }
+
+    /// What a finished build left in the output directory: one object per codegen unit, and
+    /// the source files rustc read (its dep-info).
+    fn outputs(&self) -> Result<ThinObjects> {
         let mut objects = BTreeMap::new();
         let mut sources = HashSet::new();
         for e in std::fs::read_dir(&self.out_dir)? {
@@ -345,26 +360,24 @@ impl ThinCrate {
                 sources.extend(dep_info_files(&text).map(|f| self.inv.cwd.join(f)));
                 continue;
             }
-            let Some(stem) = n.strip_suffix(".rcgu.o") else {
-                continue;
-            };
-            // <crate>[-<extra>].<cgu>.<session>
-            let Some((rest, _session)) = stem.rsplit_once('.') else {
-                continue;
-            };
-            let Some((_crate, cgu)) = rest.split_once('.') else {
-                continue;
-            };
-            objects.insert(cgu.to_string(), p);
+            // <crate>[-<extra>].<cgu>.<session>.rcgu.o
+            let cgu = n
+                .strip_suffix(".rcgu.o")
+                .and_then(|stem| stem.rsplit_once('.'))
+                .and_then(|(rest, _session)| rest.split_once('.'))
+                .map(|(_crate, cgu)| cgu);
+            if let Some(cgu) = cgu {
+                objects.insert(cgu.to_string(), p);
+            }
         }
         if objects.is_empty() {
             bail!("rustc left no object files in {}", self.out_dir.display());
         }
-        Ok(Some(Outcome::Built(ThinObjects {
+        Ok(ThinObjects {
             objects,
             sources,
-            elapsed: start.elapsed(),
-        })))
+            elapsed: Duration::ZERO,
+        })
     }
 }
 

@@ -432,7 +432,7 @@ impl Patcher {
 
     fn link_and_send(
         &mut self,
-        mut compiled: Compiled,
+        compiled: Compiled,
         paths: &[PathBuf],
         prog: &mut Program,
         t0: Instant,
@@ -474,16 +474,28 @@ impl Patcher {
         }
         let t_load = Instant::now();
         let reply = self.send(&linked, prog)?;
-        let load_time = t_load.elapsed();
+        let timing = Timing {
+            total: t0.elapsed(),
+            rustc: compiled.rustc_time,
+            link: link_time,
+            load: t_load.elapsed(),
+        };
+        self.applied(linked, compiled, paths, reply, &timing, link_to.base)
+    }
+
+    /// After the program answered a patch: remembers what it runs now and reports.
+    fn applied(
+        &mut self,
+        linked: link::LinkedPatch,
+        mut compiled: Compiled,
+        paths: &[PathBuf],
+        reply: Option<Message>,
+        timing: &Timing,
+        base: u64,
+    ) -> Result<Verdict> {
         let fns = self.named_fns(&linked, &compiled);
         let not_run = std::mem::take(&mut compiled.not_run);
-        let mut timing = format!(
-            "in {} ms (rustc {} ms, link {} ms, load {} ms)",
-            t0.elapsed().as_millis(),
-            compiled.rustc_time.as_millis(),
-            link_time.as_millis(),
-            load_time.as_millis()
-        );
+        let mut timing = timing.to_string();
         if !compiled.whole.is_empty() {
             timing.push_str(&format!(
                 "; all of `{}` was reloaded, since it was saved while the program started",
@@ -503,7 +515,7 @@ impl Patcher {
         self.last_loaded = Some(linked.addr);
         self.commit(compiled, paths);
         let t_absorb = Instant::now();
-        self.host.absorb_patch(&linked.path, link_to.base)?;
+        self.host.absorb_patch(&linked.path, base)?;
         debug_time("absorb patch symbols", t_absorb);
         let seq = self.seq;
         match refused {
@@ -645,6 +657,27 @@ impl Patcher {
                 &format!("unexpected message from the program: {other:?}"),
             ),
         }
+    }
+}
+
+/// Where a patch's time went.
+struct Timing {
+    total: Duration,
+    rustc: Duration,
+    link: Duration,
+    load: Duration,
+}
+
+impl std::fmt::Display for Timing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "in {} ms (rustc {} ms, link {} ms, load {} ms)",
+            self.total.as_millis(),
+            self.rustc.as_millis(),
+            self.link.as_millis(),
+            self.load.as_millis()
+        )
     }
 }
 
