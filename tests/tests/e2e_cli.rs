@@ -139,10 +139,15 @@ fn terminal_keys_restart_and_quit_and_other_lines_reach_the_program() {
     let m = len();
     writeln!(stdin, "r").unwrap();
     wait("Restarting", m);
-    let again = wait("logged in as hotbot", m);
+    // The new process gets the kept session: ready, without logging in again.
+    let again = wait("ready (session token", m);
     let pid2 = support::pid_of(again.trim_start_matches(|c: char| c != '['));
     assert_ne!(pid, pid2, "`r` started a new process");
     wait("Watching", m);
+    assert!(
+        !out.lock().unwrap()[m..].contains("logging in"),
+        "the restarted bot did not log in again"
+    );
 
     writeln!(stdin, "q").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
