@@ -37,7 +37,7 @@ import json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfi
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from patch_latency import REPO, pct, save  # noqa: E402
-from under_load import free_port  # noqa: E402
+from under_load import copy_server, free_port  # noqa: E402
 
 SETTLE = 3.0        # seconds of load between a restart being done and the next edit
 POLL_EVERY = 0.003  # poller period
@@ -227,12 +227,7 @@ def main():
     tool = os.path.join(tree, "target", "release", "cargo-hot")
     target = os.path.join(tree, "target", "bench")
 
-    work = tempfile.mkdtemp(prefix="cargo-hot-restart-")
-    dst = os.path.join(work, "server")
-    shutil.copytree(os.path.join(tree, "examples", "server"), dst, ignore=shutil.ignore_patterns("target"))
-    manifest = os.path.join(dst, "Cargo.toml")
-    text = open(manifest).read().replace("../../hot-runtime", os.path.join(tree, "hot-runtime")) + "\n[workspace]\n"
-    open(manifest, "w").write(text)
+    dst = copy_server(tree, "cargo-hot-restart-")
     shutil.copy(os.path.join(tree, "Cargo.lock"), os.path.join(dst, "Cargo.lock"))
     path = os.path.join(dst, "src", "main.rs")
     listen = "--listen" in sys.argv
@@ -321,7 +316,7 @@ def main():
             poller.th.join(timeout=10)
         if hot is not None:
             hot.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(os.path.dirname(dst), ignore_errors=True)
     load_end = os.getloadavg()
 
     # Gaps between successes with no restart going on: the poller's own resolution under load.

@@ -74,16 +74,28 @@ class Poller:
             time.sleep(0.002)
         raise SystemExit(f"timeout waiting for a response containing {needle!r}")
 
+def copy_server(tree, prefix):
+    """A copy of TREE's examples/server in a temp dir, standalone (its own workspace, TREE's
+    hot-runtime). Its `[package.metadata.hot]` (the port cargo hot would hold) is dropped: the
+    benchmarks pick a free port and pass `--listen` themselves when they want one held."""
+    dst = os.path.join(tempfile.mkdtemp(prefix=prefix), "server")
+    shutil.copytree(os.path.join(tree, "examples", "server"), dst, ignore=shutil.ignore_patterns("target"))
+    manifest = os.path.join(dst, "Cargo.toml")
+    text = open(manifest).read().replace("../../hot-runtime", os.path.join(tree, "hot-runtime"))
+    lines = text.splitlines(keepends=True)
+    cut = next((i for i, l in enumerate(lines) if l.startswith("[package.metadata.hot]")), len(lines))
+    while cut > 0 and lines[cut - 1].startswith("#"):
+        cut -= 1  # the table's comment goes with it
+    text = "".join(lines[:cut])
+    open(manifest, "w").write(text + "\n[workspace]\n")
+    return dst
+
 def main():
     args = [a for a in sys.argv[1:] if a != "--pin"]
     secs = int(args[0]) if len(args) > 0 else 10
     patches = int(args[1]) if len(args) > 1 else 20
-    work = tempfile.mkdtemp(prefix="cargo-hot-load-")
-    dst = os.path.join(work, "server")
-    shutil.copytree(os.path.join(REPO, "examples", "server"), dst, ignore=shutil.ignore_patterns("target"))
-    manifest = os.path.join(dst, "Cargo.toml")
-    text = open(manifest).read().replace("../../hot-runtime", os.path.join(REPO, "hot-runtime")) + "\n[workspace]\n"
-    open(manifest, "w").write(text)
+    dst = copy_server(REPO, "cargo-hot-load-")
+    work = os.path.dirname(dst)
     path = os.path.join(dst, "src", "main.rs")
     original = open(path).read()
     marker = "hello v1"

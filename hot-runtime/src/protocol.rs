@@ -183,6 +183,15 @@ fn num(s: Option<&str>, what: &str) -> Result<u64, ProtocolError> {
     u64::from_str_radix(s, 16).map_err(|_| ProtocolError(format!("bad {what}: {s:?}")))
 }
 
+/// A hex-encoded, non-empty path.
+fn path_field(s: Option<&str>) -> Result<Vec<u8>, ProtocolError> {
+    let path = hex_decode(s.ok_or_else(|| ProtocolError("missing path".into()))?)?;
+    if path.is_empty() {
+        return err("empty path");
+    }
+    Ok(path)
+}
+
 fn word<'a>(s: Option<&'a str>, what: &str) -> Result<&'a str, ProtocolError> {
     match s {
         Some(w) if !w.is_empty() && w.len() <= 128 && w.bytes().all(|b| b.is_ascii_graphic()) => {
@@ -271,13 +280,7 @@ impl Message {
                 let build_id = word(it.next(), "build id")?.to_string();
                 let addr = num(it.next(), "address")?;
                 let len = num(it.next(), "length")?;
-                let path = hex_decode(
-                    it.next()
-                        .ok_or_else(|| ProtocolError("missing path".into()))?,
-                )?;
-                if path.is_empty() {
-                    return err("empty path");
-                }
+                let path = path_field(it.next())?;
                 let mut fns = Vec::new();
                 for f in it.by_ref() {
                     if fns.len() >= MAX_FNS {
@@ -338,13 +341,7 @@ impl Message {
                 }
             }
             "keep" => {
-                let path = hex_decode(
-                    it.next()
-                        .ok_or_else(|| ProtocolError("missing path".into()))?,
-                )?;
-                if path.is_empty() {
-                    return err("empty path");
-                }
+                let path = path_field(it.next())?;
                 Message::Keep { path }
             }
             "kept" => Message::Kept {

@@ -85,7 +85,7 @@ fn request(port: u16, method: &str, path: &str, body: &str) -> Result<String, St
 #[test]
 fn server_handlers_are_patched_under_load_without_failed_requests() {
     let _serial = support::serial();
-    let port = free_port();
+    let port = support::free_port();
     let addr = format!("127.0.0.1:{port}");
     let arg = port.to_string();
     let hot = Hot::start_in(
@@ -159,18 +159,10 @@ fn server_handlers_are_patched_under_load_without_failed_requests() {
     hot.stop();
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn server_restarts_under_load_lose_no_request_and_no_key() {
     let _serial = support::serial();
-    let port = free_port();
+    let port = support::free_port();
     let addr = format!("127.0.0.1:{port}");
     let arg = port.to_string();
     let hot = Hot::spawn_in(

@@ -11,14 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::{Hot, pid_of};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One request: connect, read the reply line.
 fn ask(port: u16) -> Result<String, String> {
     let c = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
@@ -33,16 +25,22 @@ fn ask(port: u16) -> Result<String, String> {
     Ok(line)
 }
 
-#[test]
-fn a_client_hammering_across_restarts_sees_no_failed_request() {
-    let _serial = support::serial();
-    let port = free_port();
+/// The `listen` fixture under `cargo hot run --listen`, on a free port: (tool, port, first line).
+fn start_listening() -> (Hot, u16, String) {
+    let port = support::free_port();
     let addr = format!("127.0.0.1:{port}");
     let hot = Hot::spawn_in(
         support::copy_fixture("listen"),
         &["--listen", &addr, "--", &addr],
     );
     let first = hot.wait_out((0, 0), "serving on", 600);
+    (hot, port, first)
+}
+
+#[test]
+fn a_client_hammering_across_restarts_sees_no_failed_request() {
+    let _serial = support::serial();
+    let (hot, port, first) = start_listening();
     let mut pids = vec![pid_of(&first)];
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -130,13 +128,7 @@ fn a_client_hammering_across_restarts_sees_no_failed_request() {
 #[test]
 fn a_kept_value_whose_type_changed_is_initialized_anew_and_says_so() {
     let _serial = support::serial();
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let hot = Hot::spawn_in(
-        support::copy_fixture("listen"),
-        &["--listen", &addr, "--", &addr],
-    );
-    let first = hot.wait_out((0, 0), "serving on", 600);
+    let (hot, port, first) = start_listening();
     hot.wait_err((0, 0), "Watching", 120);
     // The kept type itself changes (and a field makes this a restart).
     let m = hot.mark();

@@ -330,6 +330,15 @@ pub fn kill_pid(pid: u32, sig: i32) {
     unsafe { libc_kill(pid as i32, sig) };
 }
 
+/// A TCP port on loopback that nothing listens on (for a program under test to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// kill(2) to the process group led by `pid`.
 pub fn kill_pid_group(pid: u32, sig: i32) {
     // SAFETY: plain kill(2).
