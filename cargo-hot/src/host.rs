@@ -59,6 +59,22 @@ pub fn demangle(name: &str) -> String {
     format!("{:#}", rustc_demangle::demangle(name))
 }
 
+/// A thread-local's name as its `thread_local!` declares it: std's storage symbol
+/// `app::GETS::{constant#0}::{closure#0}::__RUST_STD_INTERNAL_VAL` is `app::GETS`.
+pub fn thread_local_name(mangled: &str) -> String {
+    let d = demangle(mangled);
+    let Some(mut path) = d.strip_suffix("::__RUST_STD_INTERNAL_VAL") else {
+        return d;
+    };
+    while let Some((head, last)) = path.rsplit_once("::") {
+        if !last.starts_with('{') {
+            break;
+        }
+        path = head;
+    }
+    path.to_string()
+}
+
 pub use hot_runtime::protocol::ENTRY_SUFFIX;
 
 pub fn place_of(kind: SectionKind, name: &str) -> Place {
@@ -285,4 +301,17 @@ fn build_id(data: &[u8]) -> String {
         }
     }
     format!("{:016x}{:x}", h, data.len())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thread_locals_are_named_as_declared() {
+        let std_name = "_RNvNCNKNvNvMNtNtCsjrHSEGnQ3l9_3std4hash6randomNtBa_11RandomState3new4KEYS0s_023___RUST_STD_INTERNAL_VAL";
+        assert_eq!(
+            super::thread_local_name(std_name),
+            "<std::hash::random::RandomState>::new::KEYS"
+        );
+        assert_eq!(super::thread_local_name("plain_symbol"), "plain_symbol");
+    }
 }

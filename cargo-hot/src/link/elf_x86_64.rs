@@ -912,7 +912,7 @@ fn registry_entry(
 fn new_thread_local<T>(name: &str) -> Result<T, Refused> {
     refuse(format!(
         "a new thread-local `{}` was added; thread-locals cannot be added to a running program — restart",
-        demangle(name)
+        crate::host::thread_local_name(name)
     ))
 }
 

@@ -506,7 +506,9 @@ impl TlsSite<'_> {
     /// Why the patch is refused, in the user's terms (relocation details with `CARGO_HOT_DEBUG`).
     pub fn refusal(&self, target: &object::Symbol, why: Mismatch) -> Refused {
         let name = match target.name() {
-            Ok(n) if !n.is_empty() => format!("thread-local `{}`", demangle(n)),
+            Ok(n) if !n.is_empty() => {
+                format!("thread-local `{}`", crate::host::thread_local_name(n))
+            }
             _ => "a thread-local".to_string(),
         };
         let detail = if debugging() {
