@@ -99,6 +99,16 @@ fn terminal_keys_restart_and_quit_and_other_lines_reach_the_program() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("util-linux `script` runs cargo hot on a terminal");
+    // A failed assertion must not leave cargo hot running on its terminal (its hang-up stops it).
+    struct Hangup(u32);
+    impl Drop for Hangup {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                support::kill_pid(self.0, 9);
+            }
+        }
+    }
+    let _hangup = Hangup(child.id());
     let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     {
         let out = out.clone();
