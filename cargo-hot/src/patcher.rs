@@ -252,7 +252,8 @@ impl Patcher {
         if prog.link.is_none() {
             return Ok(Verdict::Restart(Restart::NotConnected));
         }
-        let Some(compiled) = self.compile(&affected, superseded)? else {
+        let edited_src = self.snapshot.edited_fns(paths);
+        let Some(compiled) = self.compile(&affected, &edited_src, superseded)? else {
             return Ok(Verdict::Superseded);
         };
         let Some(compiled) = compiled else {
@@ -274,6 +275,7 @@ impl Patcher {
     fn compile(
         &mut self,
         affected: &HashSet<usize>,
+        edited_src: &HashSet<crate::rude::FnKey>,
         superseded: &mut dyn FnMut() -> bool,
     ) -> Result<Option<Option<Compiled>>> {
         let mut out = Compiled::default();
@@ -328,7 +330,7 @@ impl Patcher {
         if out.whole.is_empty() {
             let mut all = as_running;
             all.extend(rebuilt);
-            (out.runs_via, out.not_run) = self.who_runs(&all, &changed_fns);
+            (out.runs_via, out.not_run) = self.who_runs(&all, &changed_fns, edited_src);
         }
         Ok(Some(Some(out)))
     }
@@ -340,6 +342,7 @@ impl Patcher {
         &self,
         units: &HashMap<String, link::ObjectIndex>,
         changed: &HashSet<String>,
+        edited_src: &HashSet<crate::rude::FnKey>,
     ) -> (HashSet<String>, std::collections::BTreeSet<String>) {
         let functions: HashSet<&str> = units
             .values()
@@ -365,15 +368,13 @@ impl Patcher {
                 .keys()
                 .filter(|hot| reach.iter().any(|r| link::belongs_to(&demangle(r), hot)))
                 .collect();
-            if callers.is_empty() {
-                not_run.insert(parent_fn(&d).to_string());
+            // Named only when its source changed: code that merely moved (a line added above
+            // it shifts its panic locations) changed in the object, not in what it does.
+            let parent = parent_fn(&d);
+            if callers.is_empty() && edited_src.contains(&crate::rude::fn_key(parent)) {
+                not_run.insert(parent.to_string());
             }
             runs_via.extend(callers.into_iter().cloned());
-        }
-        // When a hot fn runs changed code too, a changed fn nothing hot calls was most likely
-        // inlined into it (optimized builds): only `main` is named then, which certainly ran.
-        if !runs_via.is_empty() {
-            not_run.retain(|f| short(f) == "main");
         }
         (runs_via, not_run)
     }
@@ -464,7 +465,10 @@ impl Patcher {
             if compiled.not_run.is_empty() {
                 ui::warn(
                     "Skipped",
-                    "the change is not reachable from a #[hot] fn (only code called from a hot fn's module is patched); restart with `r` to pick it up",
+                    &format!(
+                        "the change is not reachable from a #[hot] fn (only code called from a hot fn's module is patched); {}",
+                        ui::restart_hint()
+                    ),
                 );
             } else {
                 report_not_run(&compiled.not_run);
@@ -742,13 +746,14 @@ fn report_not_run(not_run: &std::collections::BTreeSet<String>) {
         if name == "main" {
             ui::warn(
                 "Not run",
-                "`main` changed, but it already ran: press `r` + Enter to restart",
+                &format!("`main` changed, but it already ran: {}", ui::restart_hint()),
             );
         } else {
             ui::warn(
                 "Not run",
                 &format!(
-                    "`{name}` changed, but no #[hot] fn calls it, so the running program keeps its old code (it ran at start-up, or only code already running calls it): press `r` + Enter to restart, or make a caller #[hot]"
+                    "`{name}` changed, but no #[hot] fn calls it, so the running program keeps its old code (it ran at start-up, or only code already running calls it): {}, or make a caller #[hot]",
+                    ui::restart_hint()
                 ),
             );
         }

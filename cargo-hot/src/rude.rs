@@ -105,6 +105,61 @@ fn collect(items: &[syn::Item], prefix: &str, out: &mut HashMap<String, String>)
     }
 }
 
+/// A function as source names it: (the `impl`'s type, if a method, the fn's name).
+pub type FnKey = (Option<String>, String);
+
+/// The body of every fn and method of a file, by [`FnKey`] (in nested modules too).
+fn bodies(items: &[syn::Item], out: &mut HashMap<FnKey, String>) {
+    let last = |ty: &syn::Type| match ty {
+        syn::Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
+    };
+    for item in items {
+        match item {
+            syn::Item::Fn(f) => {
+                let key = (None, f.sig.ident.to_string());
+                out.insert(key, f.block.to_token_stream().to_string());
+            }
+            syn::Item::Impl(i) => {
+                for it in &i.items {
+                    if let syn::ImplItem::Fn(f) = it {
+                        let key = (last(&i.self_ty), f.sig.ident.to_string());
+                        out.insert(key, f.block.to_token_stream().to_string());
+                    }
+                }
+            }
+            syn::Item::Mod(m) => {
+                if let Some((_, items)) = &m.content {
+                    bodies(items, out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn bodies_of(text: &str) -> HashMap<FnKey, String> {
+    let mut out = HashMap::new();
+    if let Ok(file) = syn::parse_file(text) {
+        bodies(&file.items, &mut out);
+    }
+    out
+}
+
+/// The [`FnKey`] of a demangled function path: `<app::Db>::get` and `<app::P as Tr>::build` are
+/// methods of `Db` and `P`; `app::m::main` is `main`.
+pub fn fn_key(path: &str) -> FnKey {
+    let (ty, name) = match path.strip_prefix('<').and_then(|p| p.rsplit_once(">::")) {
+        Some((ty, name)) => (Some(ty.split(" as ").next().unwrap_or(ty)), name),
+        None => (None, path.rsplit("::").next().unwrap_or(path)),
+    };
+    let ty = ty.map(|t| {
+        let t = t.split('<').next().unwrap_or(t);
+        t.rsplit("::").next().unwrap_or(t).to_string()
+    });
+    (ty, name.to_string())
+}
+
 fn shapes(path: &Path) -> Option<HashMap<String, String>> {
     let text = std::fs::read_to_string(path).ok()?;
     let file = syn::parse_file(&text).ok()?;
@@ -194,9 +249,33 @@ impl Snapshot {
         changed
     }
 
+    /// The functions whose body text differs between the running code and `paths` now (a
+    /// function whose code moved only, e.g. below an added line, is not among them).
+    pub fn edited_fns(&self, paths: &[PathBuf]) -> std::collections::HashSet<FnKey> {
+        let mut out = std::collections::HashSet::new();
+        for p in paths {
+            let old = bodies_of(self.texts.get(p).map_or("", String::as_str));
+            let new = bodies_of(&std::fs::read_to_string(p).unwrap_or_default());
+            out.extend(
+                new.into_iter()
+                    .filter(|(k, body)| old.get(k) != Some(body))
+                    .map(|(k, _)| k),
+            );
+        }
+        out
+    }
+
     /// Records the current content of `paths` as running.
     pub fn update(&mut self, paths: &[PathBuf]) {
         for p in paths {
+            match std::fs::read_to_string(p) {
+                Ok(text) => {
+                    self.texts.insert(p.clone(), text);
+                }
+                Err(_) => {
+                    self.texts.remove(p);
+                }
+            }
             match shapes(p) {
                 Some(sh) => {
                     self.files.insert(p.clone(), sh);
@@ -299,6 +378,47 @@ mod tests {
     #[test]
     fn static_initializer_change_is_not_rude() {
         assert_eq!(check("static X: u32 = 1;", "static X: u32 = 2;"), None);
+    }
+
+    #[test]
+    fn functions_are_keyed_as_source_names_them() {
+        assert_eq!(fn_key("app::main"), (None, "main".into()));
+        assert_eq!(
+            fn_key("<app::db::Db>::get"),
+            (Some("Db".into()), "get".into())
+        );
+        assert_eq!(
+            fn_key("<app::HotPlugin as bevy_app::plugin::Plugin>::build"),
+            (Some("HotPlugin".into()), "build".into())
+        );
+        assert_eq!(
+            fn_key("<app::Wrap<u8>>::new"),
+            (Some("Wrap".into()), "new".into())
+        );
+    }
+
+    #[test]
+    fn moved_functions_are_not_edited_ones() {
+        let dir = std::env::temp_dir().join(format!("cargo-hot-edited-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("main.rs");
+        std::fs::write(
+            &f,
+            "fn main() { run(); }\nimpl P { fn build(&self) { a(); } }\n",
+        )
+        .unwrap();
+        let snap = Snapshot::take(std::slice::from_ref(&dir));
+        std::fs::write(
+            &f,
+            "// a new line\nfn main() { run(); }\nimpl P { fn build(&self) { a(); b(); } }\n",
+        )
+        .unwrap();
+        let edited = snap.edited_fns(std::slice::from_ref(&f));
+        assert_eq!(
+            edited,
+            std::collections::HashSet::from([(Some("P".to_string()), "build".to_string())])
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -110,6 +110,7 @@ pub fn run(opts: Options) -> Result<i32> {
     let filter = crate::watch::Filter::new(&ws.root, &ws.target_dir, opts.ignores.clone());
     let _watcher = events.watch(&dirs, filter, opts.debounce, opts.poll)?;
     let keys = std::io::stdin().is_terminal();
+    ui::set_keys(keys);
     if keys {
         events.read_keys();
     }
@@ -201,7 +202,8 @@ impl Session {
             Ok(Verdict::Restart(why)) => ui::warn(
                 "Refused",
                 &format!(
-                    "{why}; the program keeps its current code (--no-restart). Press `r` + Enter to restart, or edit it back"
+                    "{why}; the program keeps its current code (--no-restart): {}, or edit it back",
+                    ui::restart_hint()
                 ),
             ),
             Err(e) => ui::bad("error", &format!("{e:#}")),

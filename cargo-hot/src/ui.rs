@@ -5,6 +5,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static COLOR: AtomicBool = AtomicBool::new(false);
 static QUIET: AtomicBool = AtomicBool::new(false);
+/// cargo hot reads `r`/`q` from its terminal (stdin is one).
+static KEYS: AtomicBool = AtomicBool::new(false);
+
+/// Whether `r` + Enter restarts (cargo hot reads its terminal).
+pub fn set_keys(on: bool) {
+    KEYS.store(on, Ordering::Relaxed);
+}
+
+/// How the user restarts the program, as the rest of a sentence.
+pub fn restart_hint() -> &'static str {
+    if KEYS.load(Ordering::Relaxed) {
+        "press `r` + Enter to restart"
+    } else {
+        "restart cargo hot to pick it up (its stdin is not a terminal, so `r` is not read)"
+    }
+}
 
 /// `--color auto|always|never`, defaulting from `CARGO_TERM_COLOR`; `NO_COLOR` turns it off.
 pub fn init(color: Option<&str>, quiet: bool) {

@@ -121,6 +121,30 @@ fn bevy_shaped(args: &[&str]) {
     if !said.contains("was reloaded") {
         assert_eq!(patched_names(&said), "report", "names exactly: {said}");
     }
+    // The plugin's `build` ran at start-up: its edit is named as not running, not as patched.
+    let m = hot.mark();
+    hot.edit(
+        "src/main.rs",
+        "app.init_resource::<Score>()",
+        "app.insert_resource(Score(100_000))",
+    );
+    let said = hot.wait_err(m, "Not run", 60);
+    assert!(
+        said.contains(
+            "GamePlugin as bevy_app::plugin::Plugin>::build` changed, but no #[hot] fn calls it"
+        ),
+        "{said}"
+    );
+    assert!(
+        !hot.err_since(m).contains("Patched"),
+        "{}",
+        hot.err_since(m)
+    );
+    let line = wait_from(&hot, hot.mark(), pid, "score=");
+    assert!(
+        support::field(&line, "score") < 100_000,
+        "build did not run again: {line}"
+    );
     // An observer's body.
     let m = hot.mark();
     let before = support::field(&hot.wait_out(m, "cheers=", 10), "cheers");
