@@ -39,7 +39,13 @@ pub(crate) fn take(addrs: &[SocketAddr]) -> Option<TcpListener> {
     let at = fds.iter().position(|&fd| {
         // SAFETY: the fd is an inherited socket we own; ManuallyDrop keeps it open.
         let probe = ManuallyDrop::new(unsafe { TcpListener::from_raw_fd(fd) });
-        probe.local_addr().is_ok_and(|a| addrs.contains(&a))
+        // The same address, or the same port when the program asks for any address
+        // (`0.0.0.0:3000` takes cargo hot's `127.0.0.1:3000`: binding it would collide).
+        probe.local_addr().is_ok_and(|a| {
+            addrs
+                .iter()
+                .any(|w| *w == a || (w.ip().is_unspecified() && w.port() == a.port()))
+        })
     })?;
     let fd = fds.remove(at);
     // SAFETY: as above; from here on the listener owns the fd.
