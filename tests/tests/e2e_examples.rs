@@ -82,30 +82,45 @@ fn request(port: u16, method: &str, path: &str, body: &str) -> Result<String, St
     Ok(out.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
 }
 
-#[test]
-fn server_handlers_are_patched_under_load_without_failed_requests() {
-    let _serial = support::serial();
+/// examples/server under `cargo hot run --listen` on a free port, with key `user` stored:
+/// (tool, port, the program's `listening on` line). `ready` waits for cargo hot's baseline.
+fn start_server(ready: bool) -> (Hot, u16, String) {
     let port = support::free_port();
     let addr = format!("127.0.0.1:{port}");
     let arg = port.to_string();
-    let hot = Hot::start_in(
-        support::copy_example("server"),
-        &["--listen", &addr, "--", &arg],
-    );
-    // Printed once at start-up, before cargo hot is ready: search the whole output.
-    let line = hot.wait_out((0, 0), "listening on", 300);
-    let pid = pid_of(&line);
+    let args = ["--listen", addr.as_str(), "--", arg.as_str()];
+    let dir = support::copy_example("server");
+    let hot = if ready {
+        Hot::start_in(dir, &args)
+    } else {
+        Hot::spawn_in(dir, &args)
+    };
+    // Printed once at start-up, maybe before cargo hot is ready: search the whole output.
+    let line = hot.wait_out((0, 0), "listening on", 600);
     assert_eq!(
         request(port, "PUT", "/kv/user", "ada").unwrap(),
         "stored user\n"
     );
+    (hot, port, line)
+}
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let client = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
+/// A client sending `GET /` back to back on fresh connections until stopped (or 15 minutes).
+struct Hammer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// (requests answered, failures, answers starting with `hello v2`)
+    thread: std::thread::JoinHandle<(u64, Vec<String>, u64)>,
+}
+
+impl Hammer {
+    fn start(port: u16) -> Hammer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
             let (mut ok, mut failed, mut v2) = (0u64, Vec::new(), 0u64);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < deadline
+            {
                 match request(port, "GET", "/", "") {
                     Ok(body) => {
                         ok += 1;
@@ -117,8 +132,31 @@ fn server_handlers_are_patched_under_load_without_failed_requests() {
                 }
             }
             (ok, failed, v2)
-        })
-    };
+        });
+        Hammer { stop, thread }
+    }
+
+    /// Stops it; asserts no request failed; returns (answered, answers starting `hello v2`).
+    fn finish(self, what: &str) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (ok, failed, v2) = self.thread.join().unwrap();
+        assert!(
+            failed.is_empty(),
+            "{} of {} requests failed {what}: {:?}",
+            failed.len(),
+            ok + failed.len() as u64,
+            &failed[..failed.len().min(3)]
+        );
+        (ok, v2)
+    }
+}
+
+#[test]
+fn server_handlers_are_patched_under_load_without_failed_requests() {
+    let _serial = support::serial();
+    let (hot, port, line) = start_server(true);
+    let pid = pid_of(&line);
+    let client = Hammer::start(port);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let before = request(port, "GET", "/", "").unwrap();
     let m = hot.mark();
@@ -132,16 +170,8 @@ fn server_handlers_are_patched_under_load_without_failed_requests() {
         }
     };
     std::thread::sleep(std::time::Duration::from_millis(300));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (ok, failed, v2) = client.join().unwrap();
+    let (ok, v2) = client.finish("during the patch");
     assert!(after.starts_with("hello v2"), "{after}");
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {:?}",
-        failed.len(),
-        ok + failed.len() as u64,
-        &failed[..failed.len().min(3)]
-    );
     assert!(
         v2 > 0 && ok > v2,
         "requests before and after the patch: ok={ok} v2={v2}"
@@ -162,35 +192,8 @@ fn server_handlers_are_patched_under_load_without_failed_requests() {
 #[test]
 fn server_restarts_under_load_lose_no_request_and_no_key() {
     let _serial = support::serial();
-    let port = support::free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let arg = port.to_string();
-    let hot = Hot::spawn_in(
-        support::copy_example("server"),
-        &["--listen", &addr, "--", &arg],
-    );
-    let first = hot.wait_out((0, 0), "listening on", 600);
-    assert_eq!(
-        request(port, "PUT", "/kv/user", "ada").unwrap(),
-        "stored user\n"
-    );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let client = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let (mut ok, mut failed) = (0u64, Vec::new());
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed)
-                && std::time::Instant::now() < deadline
-            {
-                match request(port, "GET", "/", "") {
-                    Ok(_) => ok += 1,
-                    Err(e) => failed.push(e),
-                }
-            }
-            (ok, failed)
-        })
-    };
+    let (hot, port, first) = start_server(false);
+    let client = Hammer::start(port);
     // Five rude edits (a field of `Inner` each): five restarts while the client hammers.
     let mut pids = vec![pid_of(&first)];
     for i in 0..5 {
@@ -205,15 +208,7 @@ fn server_restarts_under_load_lose_no_request_and_no_key() {
         assert_ne!(pids[i + 1], pids[i], "restarted");
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (ok, failed) = client.join().unwrap();
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed across 5 restarts: {:?}",
-        failed.len(),
-        ok + failed.len() as u64,
-        &failed[..failed.len().min(3)]
-    );
+    client.finish("across 5 restarts");
     assert_eq!(
         request(port, "GET", "/kv/user", "").unwrap(),
         "user=ada\n",
