@@ -354,6 +354,9 @@ impl Patcher {
                 .iter()
                 .any(|c| d.starts_with(&format!("{}::", c.name)))
         };
+        // One referrer map and one demangling per symbol for every changed function.
+        let referrers = link::Referrers::new(units.values());
+        let mut demangled: HashMap<String, String> = HashMap::new();
         let mut runs_via = HashSet::new();
         let mut not_run = std::collections::BTreeSet::new();
         for f in changed {
@@ -361,12 +364,18 @@ impl Patcher {
             if !functions.contains(d.as_str()) || !ours(&d) {
                 continue;
             }
-            let reach = link::reaching(units.values(), &HashSet::from([f.clone()]));
+            let reach = referrers.reaching(&HashSet::from([f.clone()]));
+            for r in &reach {
+                if !demangled.contains_key(r) {
+                    demangled.insert(r.clone(), demangle(r));
+                }
+            }
+            let reach: Vec<&String> = reach.iter().map(|r| &demangled[r]).collect();
             let callers: Vec<&String> = self
                 .host
                 .hot_fns
                 .keys()
-                .filter(|hot| reach.iter().any(|r| link::belongs_to(&demangle(r), hot)))
+                .filter(|hot| reach.iter().any(|r| link::belongs_to(r, hot)))
                 .collect();
             // Named only when its source changed: code that merely moved (a line added above
             // it shifts its panic locations) changed in the object, not in what it does.

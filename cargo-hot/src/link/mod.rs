@@ -364,30 +364,44 @@ pub fn reaching<'a>(
     indexes: impl Iterator<Item = &'a ObjectIndex>,
     changed: &std::collections::HashSet<String>,
 ) -> std::collections::HashSet<String> {
-    let mut referrers: std::collections::HashMap<&str, Vec<&str>> =
-        std::collections::HashMap::new();
-    for idx in indexes {
-        for (from, tos) in &idx.refs {
-            for to in tos {
-                referrers
-                    .entry(to.as_str())
-                    .or_default()
-                    .push(from.as_str());
-            }
-        }
-    }
-    let mut seen: std::collections::HashSet<String> = changed.clone();
-    let mut work: Vec<String> = changed.iter().cloned().collect();
-    while let Some(s) = work.pop() {
-        if let Some(rs) = referrers.get(s.as_str()) {
-            for r in rs {
-                if seen.insert(r.to_string()) {
-                    work.push(r.to_string());
+    Referrers::new(indexes).reaching(changed)
+}
+
+/// Who refers to each symbol (calls, vtables, fn pointers), over a set of units: built once,
+/// asked [`reaching`](Referrers::reaching) as often as needed.
+pub struct Referrers<'a>(HashMap<&'a str, Vec<&'a str>>);
+
+impl<'a> Referrers<'a> {
+    pub fn new(indexes: impl Iterator<Item = &'a ObjectIndex>) -> Self {
+        let mut referrers: HashMap<&str, Vec<&str>> = HashMap::new();
+        for idx in indexes {
+            for (from, tos) in &idx.refs {
+                for to in tos {
+                    referrers
+                        .entry(to.as_str())
+                        .or_default()
+                        .push(from.as_str());
                 }
             }
         }
+        Referrers(referrers)
     }
-    seen
+
+    /// The symbols that reach `changed`, `changed` included.
+    pub fn reaching(&self, changed: &HashSet<String>) -> HashSet<String> {
+        let mut seen: HashSet<String> = changed.clone();
+        let mut work: Vec<String> = changed.iter().cloned().collect();
+        while let Some(s) = work.pop() {
+            if let Some(rs) = self.0.get(s.as_str()) {
+                for r in rs {
+                    if seen.insert(r.to_string()) {
+                        work.push(r.to_string());
+                    }
+                }
+            }
+        }
+        seen
+    }
 }
 
 /// The codegen units a patch must carry, given the units as running and those rebuilt with new
