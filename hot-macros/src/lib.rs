@@ -444,30 +444,32 @@ fn check_signature(sig: &Signature) -> Vec<syn::Error> {
             "#[hot] cannot be used on a variadic fn",
         ));
     }
-    for p in &sig.generics.params {
-        match p {
-            GenericParam::Lifetime(_) => {}
-            GenericParam::Type(t) => errs.push(syn::Error::new_spanned(
-                t,
-                "#[hot] does not support type parameters yet: every instantiation would need its \
-                 own slot; make the hot fn take a concrete type (or `&dyn Trait`) and call the \
-                 generic code from it",
-            )),
-            GenericParam::Const(c) => errs.push(syn::Error::new_spanned(
-                c,
-                "#[hot] does not support const parameters yet: make the hot fn take the value as a \
-                 normal argument and call the const-generic code from it",
-            )),
+    // Sync fns dispatch per instantiation (`instance_slot!`); an async fn still has one slot.
+    if sig.asyncness.is_some() {
+        for p in &sig.generics.params {
+            let what = match p {
+                GenericParam::Lifetime(_) => continue,
+                GenericParam::Type(_) => "type",
+                GenericParam::Const(_) => "const",
+            };
+            errs.push(syn::Error::new_spanned(
+                p,
+                format!(
+                    "#[hot] does not support {what} parameters on an `async fn` yet (a plain `fn` \
+                     may have them): make the hot async fn take a concrete type (or `&dyn Trait`) \
+                     and call the generic code from it"
+                ),
+            ));
         }
-    }
-    for arg in &sig.inputs {
-        if let FnArg::Typed(pt) = arg {
-            if let Some(span) = find_impl_trait(&pt.ty) {
-                errs.push(syn::Error::new(
-                    span,
-                    "#[hot] does not support `impl Trait` arguments yet (they are type parameters); \
-                     take `&dyn Trait` or `Box<dyn Trait>`, or a concrete type",
-                ));
+        for arg in &sig.inputs {
+            if let FnArg::Typed(pt) = arg {
+                if let Some(span) = find_impl_trait(&pt.ty) {
+                    errs.push(syn::Error::new(
+                        span,
+                        "#[hot] does not support `impl Trait` arguments on an `async fn` yet (a \
+                         plain `fn` may have them); take `&dyn Trait` or a concrete type",
+                    ));
+                }
             }
         }
     }
@@ -543,7 +545,12 @@ fn lower(sig: &Signature) -> Lowered {
     if sig.asyncness.is_some() {
         shape.push_str("async ");
     }
-    shape.push_str("fn(");
+    shape.push_str("fn");
+    shape.push_str(&sig.generics.to_token_stream().to_string());
+    if let Some(w) = &sig.generics.where_clause {
+        shape.push_str(&w.to_token_stream().to_string());
+    }
+    shape.push('(');
     for (i, arg) in sig_out.inputs.iter_mut().enumerate() {
         match arg {
             FnArg::Receiver(r) => {
@@ -797,10 +804,18 @@ fn ptr_sig(sig: &Signature, low: &Lowered, bind_named: bool) -> PtrSig {
 }
 
 /// The slot and the registry entry shared by both expansions.
+///
+/// An async fn's fingerprint has its argument layouts; a sync fn's has its signature only, since
+/// its statics are shared by every instantiation: each copy carries its own layouts (see
+/// `instance_layouts`).
 fn slot_and_entry(func: &HotFn, low: &Lowered, kind: TokenStream2) -> TokenStream2 {
     let name = func.sig.ident.to_string();
     let hash = fnv1a(&low.shape);
-    let layouts = layout_list(&low.layout_types, &func.sig.output);
+    let layouts = if func.sig.asyncness.is_some() {
+        layout_list(&low.layout_types, &func.sig.output)
+    } else {
+        Vec::new()
+    };
     let span = Span::mixed_site();
     quote_spanned! {span=>
         // Names and section: `hot_runtime::protocol` (SLOT_STATIC, ENTRY_STATIC, REGISTRY_SECTION).
@@ -818,6 +833,58 @@ fn slot_and_entry(func: &HotFn, low: &Lowered, kind: TokenStream2) -> TokenStrea
     }
 }
 
+/// `impl Trait` replaced by `_`: a fn pointer type cannot say `impl Trait`, and inference
+/// finds the instantiation's type from the call.
+struct InferImplTrait;
+impl VisitMut for InferImplTrait {
+    fn visit_type_mut(&mut self, t: &mut Type) {
+        if matches!(t, Type::ImplTrait(_)) {
+            *t = parse_quote!(_);
+        } else {
+            syn::visit_mut::visit_type_mut(self, t);
+        }
+    }
+}
+
+/// A type with the same layout that names no lifetime the path of a `sym` operand cannot hold:
+/// top-level references become raw pointers (no `T: 'a` bound to prove), other lifetimes `'_`.
+/// `None` for types whose layout is not this copy's to check (`impl Trait`, `!`).
+fn layout_type(ty: &Type) -> Option<Type> {
+    if find_impl_trait(ty).is_some() || matches!(ty, Type::Never(_)) {
+        return None;
+    }
+    match ty {
+        Type::Reference(r) => {
+            let inner = layout_type(&r.elem)?;
+            Some(if r.mutability.is_some() {
+                parse_quote!(*mut #inner)
+            } else {
+                parse_quote!(*const #inner)
+            })
+        }
+        Type::Paren(p) => layout_type(&p.elem),
+        other => {
+            let mut t = other.clone();
+            EraseLifetimes.visit_type_mut(&mut t);
+            Some(t)
+        }
+    }
+}
+
+/// `layouts::<L<Arg1, L<Arg2, .. ()>>>`: the layout hash of this copy's arguments (receiver
+/// first) and return value, evaluated per instantiation.
+fn instance_layouts(low: &Lowered, output: &ReturnType) -> TokenStream2 {
+    let mut types: Vec<Type> = low.ptr_inputs.iter().filter_map(layout_type).collect();
+    if let ReturnType::Type(_, ty) = output {
+        types.extend(layout_type(ty));
+    }
+    let mut list = quote!(());
+    for t in types.iter().rev() {
+        list = quote!(::hot_runtime::__private::L<#t, #list>);
+    }
+    quote!(::hot_runtime::__private::layouts::<#list>)
+}
+
 fn expand_sync(func: &HotFn) -> TokenStream2 {
     let low = lower(&func.sig);
     let attrs = func.attrs.iter().chain(&func.inner_attrs);
@@ -826,9 +893,13 @@ fn expand_sync(func: &HotFn) -> TokenStream2 {
     let stmts = &func.stmts;
     let rebinds = &low.rebinds;
     let call_args = &low.call_args;
-    let ptr = ptr_sig(&func.sig, &low, false);
+    let mut ptr = ptr_sig(&func.sig, &low, false);
+    for t in &mut ptr.inputs {
+        InferImplTrait.visit_type_mut(t);
+    }
     let inputs = &ptr.inputs;
     let output = &ptr.output;
+    let layouts = instance_layouts(&low, &func.sig.output);
     let binder = if ptr.bound.is_empty() {
         quote!()
     } else {
@@ -847,7 +918,8 @@ fn expand_sync(func: &HotFn) -> TokenStream2 {
         #[allow(unused_mut, clippy::all)]
         #vis #sig {
             #statics
-            let __hot_target = __HOT_SLOT.get();
+            // This compiled copy's own slot (each instantiation of a generic fn has one).
+            let __hot_target = ::hot_runtime::__private::instance_slot!(__HOT_ENTRY, #layouts);
             if __hot_target.is_null() {
                 // The body's statements, not its block: `{ { x + 1 } }` would trip `unused_braces`
                 // on the user's one-line fns.

@@ -54,7 +54,10 @@ mod kept;
 pub use kept::Kept;
 
 #[cfg(hot_mode)]
-pub use table::{Entry, FnId, PatchReport, Rebind, apply, find, registry, reset};
+pub use table::{
+    Entry, FnId, Instance, PatchReport, Rebind, apply, find, instance_count, instances_of, registry,
+    reset,
+};
 
 /// When patches that arrive are applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -153,6 +156,9 @@ pub struct PatchReport {
 #[doc(hidden)]
 pub mod __private {
     //! Used by the code `#[hot]` generates. Not a public API.
+    pub use crate::__hot_instance_slot as instance_slot;
+    #[cfg(hot_mode)]
+    pub use crate::table::{L, layouts};
     pub use crate::__hot_select as select;
     #[cfg(hot_mode)]
     pub use crate::table::{Entry, KIND_ASYNC, KIND_SYNC, Slot, fingerprint};
@@ -170,4 +176,59 @@ macro_rules! __hot_select {
 #[macro_export]
 macro_rules! __hot_select {
     ({ $($plain:tt)* } { $($hot:tt)* }) => { $($plain)* };
+}
+
+/// The current code of this copy of a hot fn that dispatches per instantiation (a generic fn, a
+/// method): reads a slot that belongs to this compiled copy alone, and records the copy in
+/// `protocol::INSTANCE_SECTION` as `{entry, slot, code, layouts}`. `$layouts` is
+/// `layouts::<L<Arg1, L<Arg2, .. ()>>>`, the layout hash of this instantiation's arguments and
+/// return value, which the runtime compares before it rebinds the copy.
+///
+/// Rust has no per-instantiation statics (a `static` inside a generic fn is shared by all its
+/// instantiations), but inline assembly is emitted once per instantiation: the slot and its record
+/// are data the assembly itself defines. The read is one `mov` (an acquire load on x86_64).
+/// The `#[hot]` dispatcher is `#[inline(never)]`, so the assembly is never duplicated.
+#[cfg(all(hot_mode, target_arch = "x86_64", target_os = "linux"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __hot_instance_slot {
+    ($entry:ident, $layouts:path) => {{
+        let __hot_slot: *const ();
+        // SAFETY: reads the 8-byte slot the same assembly defines; the runtime stores to it
+        // atomically (`Slot::set`), so this aligned load sees null or a whole address.
+        unsafe {
+            ::core::arch::asm!(
+                // `protocol::INSTANCE_SECTION` and `INSTANCE_SIZE`.
+                ".pushsection hot_runtime_instances,\"awR\",@progbits",
+                ".balign 8",
+                ".quad {entry}",
+                ".quad 3f",
+                ".quad 4f",
+                ".quad {layouts}",
+                ".popsection",
+                ".pushsection .bss.hot_instance_slot,\"aw\",@nobits",
+                ".balign 8",
+                "3: .zero 8",
+                ".popsection",
+                "4:",
+                "mov {slot}, qword ptr [rip + 3b]",
+                entry = sym $entry,
+                layouts = sym $layouts,
+                slot = out(reg) __hot_slot,
+                options(nostack, preserves_flags, readonly),
+            );
+        }
+        __hot_slot
+    }};
+}
+
+#[cfg(all(hot_mode, not(all(target_arch = "x86_64", target_os = "linux"))))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __hot_instance_slot {
+    ($entry:ident, $layouts:path) => {
+        ::core::compile_error!(
+            "cargo hot patches Linux x86_64 programs only; build this target without cargo hot"
+        )
+    };
 }

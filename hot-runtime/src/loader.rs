@@ -14,7 +14,7 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::ApplyMode;
 use crate::protocol::{FnRebind, MAX_LINE, Message, Refusal};
-use crate::table::{self, Entry, FnId, Rebind};
+use crate::table::{self, Entry, FnId, Instance, Rebind, Slot};
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[path = "loader/linux_x86_64.rs"]
@@ -317,32 +317,53 @@ fn check_range(
 }
 
 /// Turns the wire triples into rebinds, refusing any that points outside the loaded patch.
+///
+/// `patch-entry` is the patch's registry entry of the fn, or, when `host-entry` is an instance
+/// record of the host (a copy of a generic fn or method), the patch's instance record of the
+/// same instantiation.
 fn validate(fns: &[FnRebind], start: u64, end: u64) -> (Vec<Rebind>, Vec<(u64, Refusal)>) {
     let inside = |a: u64, size: u64| a >= start && a.checked_add(size).is_some_and(|e| e <= end);
     let mut ok = Vec::new();
     let mut refused = Vec::new();
     for f in fns {
-        if !inside(f.patch_entry, std::mem::size_of::<Entry>() as u64)
-            || f.patch_entry % std::mem::align_of::<Entry>() as u64 != 0
-            || !inside(f.target, 1)
-        {
+        let per_instance = table::instance_at(f.host_entry as usize).is_some();
+        let record_size = if per_instance {
+            std::mem::size_of::<Instance>()
+        } else {
+            std::mem::size_of::<Entry>()
+        } as u64;
+        if !inside(f.patch_entry, record_size) || f.patch_entry % 8 != 0 || !inside(f.target, 1) {
             refused.push((f.host_entry, Refusal::OutOfPatch));
             continue;
         }
         // SAFETY: inside the patch just loaded, aligned, and written by the patch's linker as an
-        // `Entry` (cargo hot took the address from the symbol table of that very file).
-        let pe: &'static Entry = unsafe { &*(f.patch_entry as *const Entry) };
-        let slot_addr = pe.slot as *const _ as u64;
-        if !inside(slot_addr, 8) {
-            refused.push((f.host_entry, Refusal::OutOfPatch));
-            continue;
-        }
+        // `Entry` or an `Instance` (cargo hot took the address from the symbol table of that
+        // very file); the pointers it holds are checked before use.
+        let (pe, fingerprint, slot): (&'static Entry, u64, &'static Slot) = unsafe {
+            if per_instance {
+                let pi = &*(f.patch_entry as *const Instance);
+                let entry_ok = inside(pi.entry as u64, std::mem::size_of::<Entry>() as u64)
+                    || table::entry_at(pi.entry as usize).is_some();
+                if !entry_ok || !inside(pi.slot as u64, 8) {
+                    refused.push((f.host_entry, Refusal::OutOfPatch));
+                    continue;
+                }
+                (&*pi.entry, pi.fingerprint(), &*pi.slot)
+            } else {
+                let pe = &*(f.patch_entry as *const Entry);
+                if !inside(pe.slot as *const _ as u64, 8) {
+                    refused.push((f.host_entry, Refusal::OutOfPatch));
+                    continue;
+                }
+                (pe, pe.fingerprint, pe.slot)
+            }
+        };
         ok.push(Rebind {
             id: FnId(f.host_entry as usize),
-            fingerprint: pe.fingerprint,
+            fingerprint,
             kind: pe.kind,
             target: f.target as *const (),
-            own_slot: Some(pe.slot),
+            own_slot: Some(slot),
         });
     }
     (ok, refused)

@@ -25,6 +25,14 @@ use std::fmt::Write as _;
 
 /// Link section holding every hot fn's registry entry (`__start_`/`__stop_` bound it).
 pub const REGISTRY_SECTION: &str = "hot_runtime_fns";
+/// Link section holding one [`Instance`](crate::table) record per compiled copy of a hot fn that
+/// dispatches per instantiation (generic fns and methods): `{entry, slot, code, layouts}`,
+/// written by `__private::instance_slot!` next to the code that reads the slot, and a fn returning
+/// the layout hash of that instantiation's arguments and return value. `code` is an
+/// address inside that copy, so the copy's symbol (`app::f::<u32>`) names the instantiation.
+pub const INSTANCE_SECTION: &str = "hot_runtime_instances";
+/// Size of one instance record.
+pub const INSTANCE_SIZE: u64 = 32;
 /// Name of the static holding a hot fn's registry entry, inside the fn: `f::__HOT_ENTRY`.
 pub const ENTRY_STATIC: &str = "__HOT_ENTRY";
 /// Name of the static holding a hot fn's slot (its current code), inside the fn.

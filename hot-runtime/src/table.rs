@@ -107,6 +107,28 @@ const fn mix(mut h: u64, v: u64) -> u64 {
     h
 }
 
+/// A list of types, `L<A, L<B, ()>>`, whose layouts [`layouts`] hashes.
+pub struct L<H, T>(std::marker::PhantomData<(fn() -> H, T)>);
+
+/// Layout hash of a type list, evaluated at compile time.
+pub trait LayoutList {
+    const HASH: u64;
+}
+impl LayoutList for () {
+    const HASH: u64 = 0xcbf2_9ce4_8422_2325;
+}
+impl<H, T: LayoutList> LayoutList for L<H, T> {
+    const HASH: u64 = mix(
+        mix(T::HASH, std::mem::size_of::<H>() as u64),
+        std::mem::align_of::<H>() as u64,
+    );
+}
+
+/// The layout hash of one instantiation of a hot fn (its `Instance::layouts`).
+pub fn layouts<T: LayoutList>() -> u64 {
+    T::HASH
+}
+
 // Keeps `__start_`/`__stop_hot_runtime_fns` defined even in a program without hot functions,
 // and pulls this object file into every link that uses the registry.
 static SENTINEL_SLOT: Slot = Slot::new();
@@ -121,6 +143,119 @@ unsafe extern "C" {
     static START: Entry;
     #[link_name = "__stop_hot_runtime_fns"]
     static STOP: Entry;
+}
+
+/// One compiled copy of a hot fn that dispatches per instantiation (a generic fn, a method): each
+/// copy reads its own slot, so `foo::<u32>` and `foo::<String>` rebind on their own. Written by
+/// `instance_slot!` (three pointers in `protocol::INSTANCE_SECTION`), never by Rust code, except
+/// for the sentinel below.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Instance {
+    /// The hot fn's registry entry (shared by all its instantiations).
+    pub entry: *const Entry,
+    /// This copy's slot.
+    pub slot: *const Slot,
+    /// An address inside this copy's code (cargo hot names the instantiation by it).
+    pub code: *const u8,
+    /// The layout hash of this instantiation's argument and return types (`layouts::<..>`).
+    pub layouts: Option<fn() -> u64>,
+}
+
+// SAFETY: the pointers are to statics and code, which never move; the slot is atomic.
+unsafe impl Sync for Instance {}
+
+impl Instance {
+    fn entry(&self) -> &'static Entry {
+        // SAFETY: written by the linker from `sym __HOT_ENTRY`; checked non-null by `instance_at`.
+        unsafe { &*self.entry }
+    }
+    /// Identity of this copy for [`apply`] (rebinds this copy alone).
+    pub fn id(&'static self) -> FnId {
+        FnId(self as *const Instance as usize)
+    }
+    /// An address inside this copy's code.
+    pub fn code(&self) -> *const u8 {
+        self.code
+    }
+    /// The fingerprint a new copy must match: the fn's signature and this instantiation's layouts.
+    pub fn fingerprint(&self) -> u64 {
+        let layouts = self.layouts.map_or(0, |f| f());
+        mix(self.entry().fingerprint, layouts)
+    }
+    /// This copy's slot.
+    pub fn slot(&self) -> &'static Slot {
+        // SAFETY: a label in the copy's own `.bss`, written by the linker.
+        unsafe { &*self.slot }
+    }
+}
+
+#[used]
+// `protocol::INSTANCE_SECTION`: keeps its `__start_`/`__stop_` defined in programs without one.
+#[unsafe(link_section = "hot_runtime_instances")]
+static INSTANCE_SENTINEL: Instance = Instance {
+    entry: std::ptr::null(),
+    slot: std::ptr::null(),
+    code: std::ptr::null(),
+    layouts: None,
+};
+
+#[allow(improper_ctypes)] // never called: only the addresses are used
+unsafe extern "C" {
+    #[link_name = "__start_hot_runtime_instances"]
+    static INSTANCES_START: Instance;
+    #[link_name = "__stop_hot_runtime_instances"]
+    static INSTANCES_STOP: Instance;
+}
+
+/// Every per-instantiation copy of a hot fn in the program (the sentinel included).
+fn all_instances() -> &'static [Instance] {
+    // SAFETY: as for `all_entries`; records are 32 bytes, 8-aligned, contiguous.
+    unsafe {
+        let start = &raw const INSTANCES_START;
+        let stop = &raw const INSTANCES_STOP;
+        let n = (stop as usize - start as usize) / std::mem::size_of::<Instance>();
+        std::slice::from_raw_parts(start, n)
+    }
+}
+
+/// The instance record at `addr`, if there is one.
+pub(crate) fn instance_at(addr: usize) -> Option<&'static Instance> {
+    let all = all_instances();
+    let start = all.as_ptr() as usize;
+    let size = std::mem::size_of::<Instance>();
+    if addr < start || (addr - start) % size != 0 {
+        return None;
+    }
+    all.get((addr - start) / size).filter(|i| !i.entry.is_null())
+}
+
+/// The compiled copies of a sync hot fn: one per instantiation of a generic fn (more when one
+/// instantiation was compiled into several codegen units).
+pub fn instances_of(entry: &'static Entry) -> impl Iterator<Item = &'static Instance> {
+    all_instances()
+        .iter()
+        .filter(move |i| std::ptr::eq(i.entry, entry))
+}
+
+/// Number of per-instantiation copies of hot fns in the program.
+pub fn instance_count() -> usize {
+    all_instances().iter().filter(|i| !i.entry.is_null()).count()
+}
+
+/// What a rebind of `id` changes: the registry entry that vouches for it and the slots to set.
+/// `id` is an instance record (one compiled copy of a sync fn: that copy's slot) or a registry
+/// entry (the fn's own slot, which an `async fn` reads, and the slots of all its copies).
+fn target_of(id: FnId) -> Option<(&'static Entry, u64, Vec<&'static Slot>)> {
+    if let Some(i) = instance_at(id.0) {
+        return Some((i.entry(), i.fingerprint(), vec![i.slot()]));
+    }
+    let e = entry_at(id.0)?;
+    let copies = all_instances()
+        .iter()
+        .filter(|i| std::ptr::eq(i.entry, e))
+        .map(Instance::slot);
+    Some((e, e.fingerprint, std::iter::once(e.slot).chain(copies).collect()))
 }
 
 /// Every hot function linked into the program, whether or not it was ever called.
@@ -229,7 +364,7 @@ pub unsafe fn apply(rebinds: &[Rebind]) -> PatchReport {
     let mut report = PatchReport::default();
     let mut any = false;
     for r in rebinds {
-        let Some(entry) = entry_at(r.id.0) else {
+        let Some((entry, fingerprint, slots)) = target_of(r.id) else {
             report.refused.push((r.id, Refusal::UnknownFunction));
             continue;
         };
@@ -237,7 +372,7 @@ pub unsafe fn apply(rebinds: &[Rebind]) -> PatchReport {
             report.refused.push((r.id, Refusal::KindDiffers));
             continue;
         }
-        if entry.fingerprint != r.fingerprint {
+        if fingerprint != r.fingerprint {
             report.refused.push((r.id, Refusal::FingerprintDiffers));
             continue;
         }
@@ -246,14 +381,18 @@ pub unsafe fn apply(rebinds: &[Rebind]) -> PatchReport {
         for old in copies.iter() {
             old.set(r.target);
         }
-        entry.slot.set(r.target);
+        for slot in &slots {
+            slot.set(r.target);
+        }
         if let Some(own) = r.own_slot {
-            if !std::ptr::eq(own, entry.slot) {
+            if !slots.iter().any(|s| std::ptr::eq(own, *s)) {
                 own.set(std::ptr::null());
                 copies.push(own);
             }
         }
-        report.rebound.push(entry.name);
+        if !report.rebound.contains(&entry.name) {
+            report.rebound.push(entry.name);
+        }
         any = true;
     }
     report.generation = if any {
@@ -280,10 +419,12 @@ pub unsafe fn apply(rebinds: &[Rebind]) -> PatchReport {
 /// As for [`apply`]: no caller may depend on the patched behaviour afterwards.
 pub unsafe fn reset(id: FnId) -> bool {
     let mut st = lock();
-    let Some(entry) = entry_at(id.0) else {
+    let Some((_, _, slots)) = target_of(id) else {
         return false;
     };
-    entry.slot.set(std::ptr::null());
+    for slot in slots {
+        slot.set(std::ptr::null());
+    }
     // Older patch copies keep their slots cleared and run their own bodies; only tests that
     // never loaded a patch call this.
     for c in st.copies.remove(&id).unwrap_or_default() {

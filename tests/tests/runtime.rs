@@ -42,6 +42,14 @@ fn rebind(host: &str, target: fn(u32) -> u32) -> Rebind {
     }
 }
 
+/// The slot a sync hot fn's (only) compiled copy reads.
+fn own_slot(e: &'static Entry) -> &'static hot_runtime::__private::Slot {
+    let mut copies = hot_runtime::instances_of(e);
+    let first = copies.next().expect("a sync hot fn has a compiled copy");
+    assert!(copies.next().is_none(), "a non-generic fn has one copy");
+    first.slot()
+}
+
 fn apply(rebinds: &[Rebind]) -> PatchReport {
     // SAFETY: every target in these tests is a hot fn of this binary with the host's exact
     // signature, and never the host's own dispatcher.
@@ -433,7 +441,7 @@ fn older_copies_are_redirected_to_the_newest() {
     // Patch 1: the host runs v1; v1 plays the patch's copy, with its own slot.
     let v1 = entry("os_v1");
     let report = apply(&[Rebind {
-        own_slot: Some(v1.slot),
+        own_slot: Some(own_slot(v1)),
         ..rebind("os_host", os_v1)
     }]);
     assert_eq!(report.rebound, vec!["runtime::os_host"]);
@@ -443,7 +451,7 @@ fn older_copies_are_redirected_to_the_newest() {
     // Patch 2: the host and the older copy both reach v2.
     let v2 = entry("os_v2");
     apply(&[Rebind {
-        own_slot: Some(v2.slot),
+        own_slot: Some(own_slot(v2)),
         ..rebind("os_host", os_v2)
     }]);
     assert_eq!(os_host(0), 500);
@@ -808,4 +816,140 @@ fn the_macro_emits_the_names_and_section_of_the_protocol() {
     );
     // And the runtime finds those entries in that section.
     assert!(hot_runtime::registry().count() >= entries.len());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generic hot fns: one slot per compiled copy (instantiation).
+
+/// The copy of hot fn `e` whose dispatcher starts at `f` (its code label is the first one after
+/// the start of its own function).
+fn copy_of(e: &'static Entry, f: *const ()) -> &'static hot_runtime::Instance {
+    hot_runtime::instances_of(e)
+        .filter(|i| i.code() as usize >= f as usize)
+        .min_by_key(|i| i.code() as usize - f as usize)
+        .expect("a copy of the instantiation")
+}
+
+fn rebind_copy(copy: &'static hot_runtime::Instance, target: *const ()) -> Rebind {
+    Rebind {
+        id: copy.id(),
+        fingerprint: copy.fingerprint(),
+        kind: KIND_SYNC,
+        target,
+        own_slot: None,
+    }
+}
+
+#[hot]
+fn gen_show<T: std::fmt::Display>(x: T) -> String {
+    format!("v1 {x}")
+}
+
+#[hot]
+fn gen_show_new<T: std::fmt::Display>(x: T) -> String {
+    format!("v2 {x}")
+}
+
+#[test]
+fn each_instantiation_of_a_generic_fn_rebinds_on_its_own() {
+    let _t = table_lock();
+    assert_eq!((gen_show(1u32), gen_show("a")), ("v1 1".into(), "v1 a".into()));
+    let e = entry("gen_show");
+    assert_eq!(hot_runtime::instances_of(e).count(), 2, "u32 and &str");
+    let for_u32 = copy_of(e, gen_show::<u32> as *const ());
+    let for_str = copy_of(e, gen_show::<&str> as *const ());
+    assert!(!std::ptr::eq(for_u32, for_str));
+    assert_ne!(
+        for_u32.fingerprint(),
+        for_str.fingerprint(),
+        "layouts are per instantiation"
+    );
+
+    let report = apply(&[rebind_copy(for_u32, gen_show_new::<u32> as *const ())]);
+    assert_eq!(report.rebound, vec!["runtime::gen_show"]);
+    assert_eq!(gen_show(1u32), "v2 1");
+    assert_eq!(gen_show("a"), "v1 a", "the other instantiation keeps its code");
+
+    // A copy whose argument layouts differ from the instantiation's is refused.
+    let wrong = Rebind {
+        fingerprint: for_u32.fingerprint(),
+        ..rebind_copy(for_str, gen_show_new::<&str> as *const ())
+    };
+    let report = apply(&[wrong]);
+    assert_eq!(report.refused, vec![(for_str.id(), Refusal::FingerprintDiffers)]);
+    assert_eq!(gen_show("a"), "v1 a");
+
+    // Rebinding by registry entry reaches every copy.
+    let report = apply(&[Rebind {
+        id: e.id(),
+        fingerprint: e.fingerprint(),
+        kind: KIND_SYNC,
+        target: gen_show_new::<&str> as *const (),
+        own_slot: None,
+    }]);
+    assert!(report.refused.is_empty());
+    assert_eq!(gen_show("a"), "v2 a");
+    assert!(reset("gen_show"));
+    assert_eq!((gen_show(1u32), gen_show("a")), ("v1 1".into(), "v1 a".into()));
+}
+
+struct Meter<T>(T);
+
+impl<T: Copy + Into<u64>> Meter<T> {
+    #[hot]
+    fn read(&self) -> u64 {
+        self.0.into() + 1
+    }
+    #[hot]
+    fn read_new(&self) -> u64 {
+        self.0.into() + 100
+    }
+    /// An associated fn of a generic impl that never names `T` in its signature.
+    #[hot]
+    fn scale(x: u64) -> u64 {
+        x * std::mem::size_of::<T>() as u64
+    }
+}
+
+#[test]
+fn methods_of_generic_impls_have_a_slot_per_instantiation() {
+    let _t = table_lock();
+    let (a, b) = (Meter(1u8), Meter(2u32));
+    assert_eq!((a.read(), b.read()), (2, 3));
+    assert_eq!((Meter::<u8>::scale(10), Meter::<u32>::scale(10)), (10, 40));
+    let e = entry("read");
+    let for_u8 = copy_of(e, Meter::<u8>::read as *const ());
+    apply(&[rebind_copy(for_u8, Meter::<u8>::read_new as *const ())]);
+    assert_eq!((a.read(), b.read()), (101, 3));
+    assert!(reset("read"));
+    assert_eq!(hot_runtime::instances_of(entry("scale")).count(), 2);
+}
+
+#[hot]
+fn total(items: impl IntoIterator<Item = u32>) -> u32 {
+    items.into_iter().sum()
+}
+
+#[hot]
+fn total_new(items: impl IntoIterator<Item = u32>) -> u32 {
+    items.into_iter().sum::<u32>() * 10
+}
+
+#[hot]
+fn first<const N: usize>(a: [u32; N]) -> u32 {
+    a[0] + N as u32
+}
+
+#[test]
+fn impl_trait_arguments_and_const_generics_are_instantiations_too() {
+    let _t = table_lock();
+    assert_eq!((total(vec![1, 2]), total([3, 4])), (3, 7));
+    let e = entry("total");
+    let (host, new): (fn(Vec<u32>) -> u32, fn(Vec<u32>) -> u32) = (total, total_new);
+    let for_vec = copy_of(e, host as *const ());
+    apply(&[rebind_copy(for_vec, new as *const ())]);
+    assert_eq!((total(vec![1, 2]), total([3, 4])), (30, 7));
+    assert!(reset("total"));
+    assert_eq!((first([1]), first([1, 2, 3])), (2, 4));
+    assert_eq!(hot_runtime::instances_of(entry("first")).count(), 2);
 }
