@@ -36,6 +36,9 @@ pub struct HostFn {
     pub entry: u64,
     pub fingerprint: u64,
     pub kind: u32,
+    /// How many compiled copies (instance records) point at this entry: a sync fn has one per
+    /// instantiation; an async fn none.
+    pub copies: usize,
 }
 
 pub struct HostImage {
@@ -51,6 +54,11 @@ pub struct HostImage {
     pub tls_block: u64,
     /// Hot functions by demangled path (`crate::module::fn`, `<T as Trait>::fn`).
     pub hot_fns: HashMap<String, HostFn>,
+    /// The compiled copies of sync hot fns (`protocol::INSTANCE_SECTION`), by the demangled path
+    /// of the copy (`app::largest::<u32>`, `<app::Stack<i32>>::push`): link-time addresses of
+    /// their instance records (more than one when an instantiation was compiled into several
+    /// codegen units).
+    pub instances: HashMap<String, Vec<u64>>,
     pub build_id: String,
 }
 
@@ -200,6 +208,7 @@ impl HostImage {
                         entry: sym.address(),
                         fingerprint,
                         kind,
+                        copies: 0,
                     },
                 );
             }
@@ -217,12 +226,17 @@ impl HostImage {
         imports.extend(shared_library_exports(&data, lib_dirs, &mut shared_libs));
         let tls_block = tls_block(&data)?;
         let build_id = build_id(&data);
+        let (instances, entries_of_copies) = instances(&file)?;
+        for h in hot_fns.values_mut() {
+            h.copies = entries_of_copies.iter().filter(|e| **e == h.entry).count();
+        }
         Ok(HostImage {
             symbols,
             imports,
             shared_libs: shared_libs.into_iter().collect(),
             tls_block,
             hot_fns,
+            instances,
             build_id,
         })
     }
@@ -276,6 +290,61 @@ impl HostImage {
             )),
         }
     }
+}
+
+/// The instance records of `file`, by the demangled path of the function whose code each one
+/// points into (see [`HostImage::instances`]).
+/// Also returns the registry entry each record points at.
+type Copies = (HashMap<String, Vec<u64>>, Vec<u64>);
+fn instances(file: &object::File) -> Result<Copies> {
+    use hot_runtime::protocol::{INSTANCE_SECTION, INSTANCE_SIZE};
+    let mut out: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut entries = Vec::new();
+    let Some(section) = file.section_by_name(INSTANCE_SECTION) else {
+        return Ok((out, entries));
+    };
+    let data = section.data()?;
+    // In a PIE the pointers are dynamic relocations (the file holds zeros); else the data.
+    let mut relocated: HashMap<u64, u64> = HashMap::new();
+    for (at, r) in file.dynamic_relocations().into_iter().flatten() {
+        if r.flags()
+            == (object::RelocationFlags::Elf {
+                r_type: object::elf::R_X86_64_RELATIVE,
+            })
+        {
+            relocated.insert(at, r.addend() as u64);
+        }
+    }
+    let pointer = |at: u64| -> u64 {
+        relocated.get(&at).copied().unwrap_or_else(|| {
+            let off = (at - section.address()) as usize;
+            data.get(off..off + 8)
+                .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()))
+        })
+    };
+    let mut functions: Vec<(u64, u64, &str)> = file
+        .symbols()
+        .filter(|s| s.kind() == SymbolKind::Text && s.size() > 0)
+        .filter_map(|s| Some((s.address(), s.size(), s.name().ok()?)))
+        .collect();
+    functions.sort_unstable();
+    for i in 0..section.size() / INSTANCE_SIZE {
+        let record = section.address() + i * INSTANCE_SIZE;
+        let entry = pointer(record);
+        if entry == 0 {
+            continue; // the runtime's sentinel
+        }
+        entries.push(entry);
+        let code = pointer(record + 16);
+        let at = functions.partition_point(|f| f.0 <= code);
+        let Some(&(start, size, name)) = at.checked_sub(1).map(|k| &functions[k]) else {
+            continue;
+        };
+        if code < start + size {
+            out.entry(demangle(name)).or_default().push(record);
+        }
+    }
+    Ok((out, entries))
 }
 
 fn tls_block(data: &[u8]) -> Result<u64> {

@@ -717,11 +717,16 @@ struct Compiled {
 
 /// The names a report shows: the edited fns that were not refused.
 fn shown_names(fns: &PatchFns, refused: &[(u64, Refusal)]) -> String {
-    let names: Vec<&str> = fns
+    // A generic fn is one name for all its rebound copies.
+    let mut names: Vec<&str> = Vec::new();
+    for (_, n, _) in fns
         .iter()
         .filter(|(e, _, shown)| *shown && !refused.iter().any(|(r, _)| r == e))
-        .map(|(_, n, _)| n.as_str())
-        .collect();
+    {
+        if !names.contains(&n.as_str()) {
+            names.push(n);
+        }
+    }
     names.join(", ")
 }
 

@@ -55,8 +55,8 @@ pub use kept::Kept;
 
 #[cfg(hot_mode)]
 pub use table::{
-    Entry, FnId, Instance, PatchReport, Rebind, apply, find, instance_count, instances_of, registry,
-    reset,
+    Entry, FnId, Instance, PatchReport, Rebind, apply, find, instance_count, instances_of,
+    registry, reset,
 };
 
 /// When patches that arrive are applied.
@@ -156,12 +156,13 @@ pub struct PatchReport {
 #[doc(hidden)]
 pub mod __private {
     //! Used by the code `#[hot]` generates. Not a public API.
-    pub use crate::__hot_instance_slot as instance_slot;
     #[cfg(hot_mode)]
-    pub use crate::table::{L, layouts};
+    pub use crate::__hot_instance_slot as instance_slot;
     pub use crate::__hot_select as select;
     #[cfg(hot_mode)]
     pub use crate::table::{Entry, KIND_ASYNC, KIND_SYNC, Slot, fingerprint};
+    #[cfg(hot_mode)]
+    pub use crate::table::{L, layouts};
 }
 
 #[cfg(hot_mode)]

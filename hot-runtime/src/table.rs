@@ -227,7 +227,8 @@ pub(crate) fn instance_at(addr: usize) -> Option<&'static Instance> {
     if addr < start || (addr - start) % size != 0 {
         return None;
     }
-    all.get((addr - start) / size).filter(|i| !i.entry.is_null())
+    all.get((addr - start) / size)
+        .filter(|i| !i.entry.is_null())
 }
 
 /// The compiled copies of a sync hot fn: one per instantiation of a generic fn (more when one
@@ -240,7 +241,10 @@ pub fn instances_of(entry: &'static Entry) -> impl Iterator<Item = &'static Inst
 
 /// Number of per-instantiation copies of hot fns in the program.
 pub fn instance_count() -> usize {
-    all_instances().iter().filter(|i| !i.entry.is_null()).count()
+    all_instances()
+        .iter()
+        .filter(|i| !i.entry.is_null())
+        .count()
 }
 
 /// What a rebind of `id` changes: the registry entry that vouches for it and the slots to set.
@@ -255,7 +259,11 @@ fn target_of(id: FnId) -> Option<(&'static Entry, u64, Vec<&'static Slot>)> {
         .iter()
         .filter(|i| std::ptr::eq(i.entry, e))
         .map(Instance::slot);
-    Some((e, e.fingerprint, std::iter::once(e.slot).chain(copies).collect()))
+    Some((
+        e,
+        e.fingerprint,
+        std::iter::once(e.slot).chain(copies).collect(),
+    ))
 }
 
 /// Every hot function linked into the program, whether or not it was ever called.

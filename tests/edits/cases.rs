@@ -79,6 +79,27 @@ pub const CASES: &[Case] = &[
         note: "next call runs the new body",
     },
     Case {
+        name: "body of a generic `#[hot]` fn (two instantiations)",
+        edits: &[e(MAIN, "format!(\"{x}{x}\")", "format!(\"{x}-{x}\")")],
+        expect: Outcome::Patched,
+        output: "twice=4-4/ab-ab",
+        note: "each instantiation the program has runs the new body",
+    },
+    Case {
+        name: "body of a `#[hot]` method of a generic impl",
+        edits: &[e(MAIN, "self.0 + self.1\n", "self.0 + self.1 + self.1\n")],
+        expect: Outcome::Patched,
+        output: "pair=5/3.5",
+        note: "`Pair<u64>` and `Pair<f64>` both run it",
+    },
+    Case {
+        name: "body of a `#[hot]` fn with an `impl Trait` argument",
+        edits: &[e(MAIN, "parts.join(\"+\")", "parts.join(\"*\")")],
+        expect: Outcome::Patched,
+        output: "joined=1*2/3",
+        note: "next call runs the new body",
+    },
+    Case {
         name: "body of a `#[hot] async fn`",
         edits: &[e(MAIN, "x + 5", "x + 50")],
         expect: Outcome::Patched,
@@ -262,6 +283,17 @@ pub const CASES: &[Case] = &[
         expect: Outcome::Restarted,
         output: "sig=6",
         note: "callers were compiled against the old one",
+    },
+    Case {
+        name: "bound of a generic `#[hot]` fn",
+        edits: &[e(
+            MAIN,
+            "fn twice<T: std::fmt::Display>(x: T)",
+            "fn twice<T: std::fmt::Display + Copy>(x: T)",
+        )],
+        expect: Outcome::Restarted,
+        output: "twice=4-4/ab-ab",
+        note: "the reason names the fn; restarts",
     },
     Case {
         name: "struct field added",

@@ -853,7 +853,10 @@ fn gen_show_new<T: std::fmt::Display>(x: T) -> String {
 #[test]
 fn each_instantiation_of_a_generic_fn_rebinds_on_its_own() {
     let _t = table_lock();
-    assert_eq!((gen_show(1u32), gen_show("a")), ("v1 1".into(), "v1 a".into()));
+    assert_eq!(
+        (gen_show(1u32), gen_show("a")),
+        ("v1 1".into(), "v1 a".into())
+    );
     let e = entry("gen_show");
     assert_eq!(hot_runtime::instances_of(e).count(), 2, "u32 and &str");
     let for_u32 = copy_of(e, gen_show::<u32> as *const ());
@@ -868,7 +871,11 @@ fn each_instantiation_of_a_generic_fn_rebinds_on_its_own() {
     let report = apply(&[rebind_copy(for_u32, gen_show_new::<u32> as *const ())]);
     assert_eq!(report.rebound, vec!["runtime::gen_show"]);
     assert_eq!(gen_show(1u32), "v2 1");
-    assert_eq!(gen_show("a"), "v1 a", "the other instantiation keeps its code");
+    assert_eq!(
+        gen_show("a"),
+        "v1 a",
+        "the other instantiation keeps its code"
+    );
 
     // A copy whose argument layouts differ from the instantiation's is refused.
     let wrong = Rebind {
@@ -876,7 +883,10 @@ fn each_instantiation_of_a_generic_fn_rebinds_on_its_own() {
         ..rebind_copy(for_str, gen_show_new::<&str> as *const ())
     };
     let report = apply(&[wrong]);
-    assert_eq!(report.refused, vec![(for_str.id(), Refusal::FingerprintDiffers)]);
+    assert_eq!(
+        report.refused,
+        vec![(for_str.id(), Refusal::FingerprintDiffers)]
+    );
     assert_eq!(gen_show("a"), "v1 a");
 
     // Rebinding by registry entry reaches every copy.
@@ -890,7 +900,10 @@ fn each_instantiation_of_a_generic_fn_rebinds_on_its_own() {
     assert!(report.refused.is_empty());
     assert_eq!(gen_show("a"), "v2 a");
     assert!(reset("gen_show"));
-    assert_eq!((gen_show(1u32), gen_show("a")), ("v1 1".into(), "v1 a".into()));
+    assert_eq!(
+        (gen_show(1u32), gen_show("a")),
+        ("v1 1".into(), "v1 a".into())
+    );
 }
 
 struct Meter<T>(T);

@@ -30,7 +30,7 @@ use object::{
 use super::tls_x86_64::{self as tls, TlsOffsets, TlsSite, check_tls_sequences, code_name};
 use super::{LinkedPatch, PatchFn, Refused};
 use crate::host::{ENTRY_SUFFIX, HostImage, HostSym, Place, demangle, place_of};
-use hot_runtime::protocol::{REGISTRY_SECTION, SLOT_SUFFIX};
+use hot_runtime::protocol::{INSTANCE_SECTION, INSTANCE_SIZE, REGISTRY_SECTION, SLOT_SUFFIX};
 
 /// Inputs of one patch.
 pub struct Job<'a> {
@@ -60,6 +60,17 @@ struct EntrySym {
     kind: u32,
 }
 
+/// A compiled copy of a sync hot fn in the patch: its instance record, named by a local symbol
+/// the merge adds, and the function it is a copy of.
+struct InstanceSym {
+    /// The local symbol at the record (its address in the linked patch is the `patch-entry`).
+    symbol: String,
+    /// Demangled path of the copy (`app::largest::<u32>`).
+    copy: String,
+    /// Demangled path of the hot fn (`app::largest`), as its registry entry names it.
+    parent: String,
+}
+
 /// Rewrites and links; returns the patch and the hot functions it rebinds.
 pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
     let datas: Vec<Vec<u8>> = job
@@ -87,7 +98,7 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
     merged.write(&obj_path)?;
     run_ld(&obj_path, &so_path, merged.anchor_addr)?;
     let (len, syms) = read_linked(&so_path, job.addr)?;
-    let fns = rebound_fns(job, &merged.entries, &syms)?;
+    let fns = rebound_fns(job, &merged.entries, &merged.instances, &syms)?;
     Ok(LinkedPatch {
         path: so_path,
         addr: job.addr,
@@ -121,17 +132,22 @@ fn check_fingerprints(entries: &[EntrySym], host: &HostImage) -> Result<(), Refu
 }
 
 /// The host's hot fns the linked patch rebinds: for each, its registry entry in the patch and
-/// its new code.
+/// its new code. A sync fn is rebound copy by copy (each instantiation of a generic fn on its
+/// own); an async fn through its registry entry.
 fn rebound_fns(
     job: &Job,
     entries: &[EntrySym],
+    instances: &[InstanceSym],
     syms: &LinkedSyms,
 ) -> Result<Vec<PatchFn>, Refused> {
-    let mut fns = Vec::new();
+    let mut fns = rebound_copies(job, instances, syms)?;
     for e in entries {
         let Some(h) = job.host.hot_fns.get(&e.parent) else {
             continue;
         };
+        if h.copies > 0 || instances.iter().any(|i| i.parent == e.parent) {
+            continue; // rebound copy by copy
+        }
         let Some(&patch_entry) = syms.by_mangled.get(&e.mangled) else {
             return refuse(format!(
                 "the linked patch lost the registry entry of `{}`",
@@ -159,6 +175,46 @@ fn rebound_fns(
     Ok(fns)
 }
 
+/// Each compiled copy the host has of an instantiation the patch compiled gets one of the
+/// patch's copies of it, in turn, so that every patch copy is some host copy's newest code
+/// (and is redirected by the next patch). A copy the host lacks is a new instantiation: only
+/// the patch's code calls it, and runs it from the start.
+fn rebound_copies(
+    job: &Job,
+    instances: &[InstanceSym],
+    syms: &LinkedSyms,
+) -> Result<Vec<PatchFn>, Refused> {
+    let mut by_copy: HashMap<&str, Vec<&InstanceSym>> = HashMap::new();
+    for i in instances {
+        by_copy.entry(i.copy.as_str()).or_default().push(i);
+    }
+    let mut copies: Vec<&str> = by_copy.keys().copied().collect();
+    copies.sort_unstable();
+    let mut fns = Vec::new();
+    for copy in copies {
+        let Some(hosts) = job.host.instances.get(copy) else {
+            continue;
+        };
+        let patch = &by_copy[copy];
+        let Some(&target) = syms.by_path.get(copy) else {
+            return refuse(format!("cannot find the new code of `{copy}` in the patch"));
+        };
+        for k in 0..hosts.len().max(patch.len()) {
+            let p = patch[k % patch.len()];
+            let Some(&patch_entry) = syms.by_mangled.get(&p.symbol) else {
+                return refuse(format!("the linked patch lost the copy `{copy}`"));
+            };
+            fns.push(PatchFn {
+                name: p.parent.clone(),
+                host_entry: job.base + hosts[k % hosts.len()],
+                patch_entry,
+                target,
+            });
+        }
+    }
+    Ok(fns)
+}
+
 /// The one relocatable object the patch's objects are merged into, built object by object.
 struct Merged<'a, 'd> {
     job: &'a Job<'a>,
@@ -176,6 +232,8 @@ struct Merged<'a, 'd> {
     placeholders: HashSet<SymbolId>,
     /// The registry entries of hot fns found in the objects so far.
     entries: Vec<EntrySym>,
+    /// The instance records (compiled copies of sync hot fns) found in the objects so far.
+    instances: Vec<InstanceSym>,
 }
 
 /// One object of the patch: where its sections and symbols went in the merged object.
@@ -228,6 +286,7 @@ impl<'a, 'd> Merged<'a, 'd> {
             tls_get_addr: None,
             placeholders: HashSet::new(),
             entries: Vec::new(),
+            instances: Vec::new(),
         }
     }
 
@@ -236,7 +295,74 @@ impl<'a, 'd> Merged<'a, 'd> {
         let mut input = Input::new(file);
         self.copy_sections(&mut input)?;
         self.map_symbols(&mut input)?;
+        self.note_instances(&input)?;
         self.copy_relocations(&input)
+    }
+
+    /// Names each instance record of the object with a local symbol, and notes which function
+    /// it is a copy of: the function around the record's code address, and whose registry entry
+    /// its first pointer names.
+    fn note_instances(&mut self, input: &Input<'d, '_>) -> Result<(), Refused> {
+        let file = input.file;
+        for s in file.sections() {
+            if s.name() != Ok(INSTANCE_SECTION) {
+                continue;
+            }
+            let Some(&out_sec) = input.sections.get(&s.index()) else {
+                continue;
+            };
+            let mut records: HashMap<u64, (Option<String>, Option<String>)> = HashMap::new();
+            for (offset, rel) in s.relocations() {
+                let field = offset % INSTANCE_SIZE;
+                if field != 0 && field != 16 {
+                    continue;
+                }
+                let RelocationTarget::Symbol(t) = rel.target() else {
+                    continue;
+                };
+                let t = file
+                    .symbol_by_index(t)
+                    .map_err(|e| Refused(format!("instance record: {e}")))?;
+                let record = records.entry(offset - field).or_default();
+                if field == 0 {
+                    let d = demangle(t.name().unwrap_or(""));
+                    record.0 = d.strip_suffix(ENTRY_SUFFIX).map(str::to_string);
+                } else {
+                    let at = t.address().wrapping_add(rel.addend() as u64);
+                    record.1 = t
+                        .section_index()
+                        .and_then(|si| function_at(file, si, at))
+                        .map(demangle);
+                }
+            }
+            let mut offsets: Vec<u64> = records.keys().copied().collect();
+            offsets.sort_unstable();
+            for at in offsets {
+                let (Some(parent), Some(copy)) = records.remove(&at).unwrap() else {
+                    return refuse(format!(
+                        "an instance record in {} names no hot fn",
+                        code_name(s.name().unwrap_or("?"))
+                    ));
+                };
+                let symbol = format!("__hot_instance.{}", self.instances.len());
+                self.out.add_symbol(write::Symbol {
+                    name: symbol.as_bytes().to_vec(),
+                    value: at,
+                    size: INSTANCE_SIZE,
+                    kind: SymbolKind::Data,
+                    scope: SymbolScope::Compilation,
+                    weak: false,
+                    section: write::SymbolSection::Section(out_sec),
+                    flags: SymbolFlags::None,
+                });
+                self.instances.push(InstanceSym {
+                    symbol,
+                    copy,
+                    parent,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Writes the merged object to `path`, for ld.
@@ -954,6 +1080,14 @@ fn undefined_symbol(name: &str, kind: SymbolKind, weak: bool) -> write::Symbol {
         section: write::SymbolSection::Undefined,
         flags: SymbolFlags::None,
     }
+}
+
+/// The mangled name of the function of `file` whose code in section `si` covers offset `at`.
+fn function_at<'d>(file: &object::File<'d>, si: object::SectionIndex, at: u64) -> Option<&'d str> {
+    file.symbols()
+        .filter(|f| f.kind() == SymbolKind::Text && f.section_index() == Some(si))
+        .find(|f| f.address() <= at && at < f.address() + f.size().max(1))
+        .and_then(|f| f.name().ok())
 }
 
 fn run_ld(obj: &Path, so: &Path, addr: u64) -> Result<(), Refused> {

@@ -497,12 +497,14 @@ fn host() -> &'static HostImage {
             imports: HashSet::from(["memcpy".to_string(), KEYS.to_string()]),
             shared_libs: Vec::new(),
             tls_block: 0x40,
+            instances: HashMap::new(),
             hot_fns: HashMap::from([(
                 "app::work".to_string(),
                 HostFn {
                     entry: 0x6_0000,
                     fingerprint: FINGERPRINT,
                     kind: 0,
+                    copies: 0,
                 },
             )]),
             build_id: "0123456789abcdef1000".into(),

@@ -352,9 +352,47 @@ fn symbol_bytes_hash(
 /// Both are compared without their leading `<`s: a method's path starts with one
 /// (`<app::Get>::apply`), and a shim's path with one more (`<<app::Get>::apply::{closure#0}…`).
 pub fn belongs_to(function: &str, parent: &str) -> bool {
-    let f = function.trim_start_matches('<');
-    let p = parent.trim_start_matches('<');
+    let f = without_generic_args(function);
+    let p = without_generic_args(parent);
+    let f = f.trim_start_matches('<');
+    let p = p.trim_start_matches('<');
     f == p || (f.starts_with(p) && f[p.len()..].starts_with("::"))
+}
+
+/// A demangled path without its generic arguments: a compiled copy of a generic hot fn
+/// (`app::largest::<u32>`, `<app::Stack<i32>>::push`) and the registry entry that all copies
+/// share (`app::largest`, `<app::Stack<_>>::push`) become the same path.
+pub fn without_generic_args(path: &str) -> std::borrow::Cow<'_, str> {
+    let generic_open = |b: &[u8], i: usize| {
+        b[i] == b'<'
+            && i > 0
+            && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b':')
+    };
+    let b = path.as_bytes();
+    if !(0..b.len()).any(|i| generic_open(b, i)) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut depth = 0usize;
+    for (i, c) in path.char_indices() {
+        if depth == 0 && generic_open(b, i) {
+            if out.ends_with("::") {
+                out.truncate(out.len() - 2);
+            }
+            depth = 1;
+            continue;
+        }
+        if depth > 0 {
+            match c {
+                '<' => depth += 1,
+                '>' => depth -= 1,
+                _ => {}
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Symbols that reach `changed` through references (calls, vtables, fn pointers), including
@@ -596,5 +634,31 @@ mod tests {
             parent
         ));
         assert!(!belongs_to("<app::Get>::applyx::{closure#0}", parent));
+    }
+
+    #[test]
+    fn copies_of_generic_fns_belong_to_their_hot_fn() {
+        assert!(belongs_to("app::largest::<u32>", "app::largest"));
+        assert!(belongs_to(
+            "app::largest::<u32>::{closure#0}",
+            "app::largest"
+        ));
+        assert!(belongs_to(
+            "<app::Stack<i32>>::push",
+            "<app::Stack<_>>::push"
+        ));
+        assert!(belongs_to(
+            "<app::Stack<alloc::string::String> as app::Describe>::tagged::<&str>",
+            "<app::Stack<_> as app::Describe>::tagged"
+        ));
+        assert!(!belongs_to(
+            "<app::Stack<i32>>::pop",
+            "<app::Stack<_>>::push"
+        ));
+        assert_eq!(
+            without_generic_args("<app::Grid<2, 3>>::cells"),
+            "<app::Grid>::cells"
+        );
+        assert_eq!(without_generic_args("app::plain"), "app::plain");
     }
 }

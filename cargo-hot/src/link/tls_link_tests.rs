@@ -82,6 +82,7 @@ fn host() -> HostImage {
         shared_libs: Vec::new(),
         tls_block: TLS_BLOCK,
         hot_fns: HashMap::new(),
+        instances: HashMap::new(),
         build_id: "tls".into(),
     }
 }
@@ -813,6 +814,7 @@ fn probe_host(names: [&str; 2]) -> HostImage {
         shared_libs: Vec::new(),
         tls_block,
         hot_fns: HashMap::new(),
+        instances: HashMap::new(),
         build_id: "probe".into(),
     }
 }
