@@ -196,6 +196,12 @@ impl ThinCrate {
         })
     }
 
+    /// Whether rustc optimizes this crate (`-C opt-level` other than 0): it then inlines across
+    /// functions, so a function's code can change with another function's source.
+    pub fn optimized(&self) -> bool {
+        codegen_value(&self.inv.args, "opt-level").is_some_and(|v| v != "0")
+    }
+
     pub fn is_bin(&self) -> bool {
         self.inv.arg_value("--crate-type").unwrap_or("bin") == "bin"
     }

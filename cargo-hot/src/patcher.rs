@@ -324,6 +324,9 @@ impl Patcher {
             names.sort();
             eprintln!("[debug] changed symbols: {names:#?}\n[debug] units: {needed:?}");
         }
+        // Code that changed only because its unit was recompiled is not named (see `who_runs`).
+        let optimized = self.crates.iter().any(|c| c.optimized());
+        names.retain(|n| optimized || edited_src.is_empty() || explained_by(n, edited_src));
         out.edited.extend(names);
         out.objects
             .extend(needed.iter().filter_map(|u| objects.get(u).cloned()));
@@ -354,6 +357,12 @@ impl Patcher {
                 .iter()
                 .any(|c| d.starts_with(&format!("{}::", c.name)))
         };
+        // A unit that is recompiled can change code nobody edited (other partitioning): in an
+        // unoptimized build only a change the edited source explains is said to run. With no
+        // edited fn body (a constant, a static) every change counts; in an optimized build too,
+        // since an edited fn may be inlined into any caller.
+        let optimized = self.crates.iter().any(|c| c.optimized());
+        let explained = |d: &str| optimized || edited_src.is_empty() || explained_by(d, edited_src);
         // One referrer map and one demangling per symbol for every changed function.
         let referrers = link::Referrers::new(units.values());
         let mut demangled: HashMap<String, String> = HashMap::new();
@@ -362,6 +371,9 @@ impl Patcher {
         for f in changed {
             let d = demangle(f);
             if !functions.contains(d.as_str()) || !ours(&d) {
+                continue;
+            }
+            if !explained(&d) {
                 continue;
             }
             let reach = referrers.reaching(&HashSet::from([f.clone()]));
@@ -379,7 +391,8 @@ impl Patcher {
                 .collect();
             // Named only when its source changed: code that merely moved (a line added above
             // it shifts its panic locations) changed in the object, not in what it does.
-            let parent = parent_fn(&d);
+            let plain = link::without_generic_args(&d);
+            let parent = parent_fn(&plain);
             if callers.is_empty() && edited_src.contains(&crate::rude::fn_key(parent)) {
                 not_run.insert(parent.to_string());
             }
@@ -746,6 +759,19 @@ fn debug_time(what: &str, since: Instant) {
 }
 
 /// The function a closure or inner item belongs to: `app::main::{closure#0}` -> `app::main`.
+/// Whether the code of function `d` (demangled) can have changed because of an edit of the fn
+/// bodies `edited`: `d` is one of them (or a closure of one), or an instantiation naming one
+/// in its generic arguments (`Iterator::fold::<.., app::report::{closure#1}>`).
+fn explained_by(d: &str, edited: &HashSet<crate::rude::FnKey>) -> bool {
+    let plain = link::without_generic_args(d);
+    if edited.contains(&crate::rude::fn_key(parent_fn(&plain))) {
+        return true;
+    }
+    d.split(['<', '>', ',', ' ', '(', ')', '[', ']', ';', '&'])
+        .filter(|t| t.contains("::"))
+        .any(|t| edited.contains(&crate::rude::fn_key(parent_fn(t))))
+}
+
 fn parent_fn(path: &str) -> &str {
     match path.find("::{") {
         Some(at) => &path[..at],

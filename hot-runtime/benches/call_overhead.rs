@@ -23,6 +23,17 @@ fn direct_add(x: u64) -> u64 {
     x.wrapping_mul(3) ^ 1
 }
 
+/// The same body, generic: each instantiation reads its own slot (one `mov` too).
+#[hot_runtime::hot]
+fn hot_add_generic<T: Into<u64>>(x: T) -> u64 {
+    x.into().wrapping_mul(3) ^ 1
+}
+
+#[inline(never)]
+fn direct_add_generic<T: Into<u64>>(x: T) -> u64 {
+    x.into().wrapping_mul(3) ^ 1
+}
+
 #[inline(never)]
 fn subsecond_target(x: u64) -> u64 {
     x.wrapping_mul(3) ^ 1
@@ -77,6 +88,8 @@ fn main() {
         "subsecond::HotFn::call",
         "RwLock + libloading::Symbol (labs)",
         "direct labs",
+        "direct generic `#[inline(never)]` (u64)",
+        "generic #[hot] (u64)",
     ];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     for _ in 0..ROUNDS {
@@ -92,6 +105,8 @@ fn main() {
         }));
         // SAFETY: plain libc call.
         samples[4].push(time(|x| unsafe { labs(x as i64) as u64 }));
+        samples[5].push(time(direct_add_generic::<u64>));
+        samples[6].push(time(hot_add_generic::<u64>));
     }
     let med: Vec<f64> = samples.into_iter().map(median).collect();
     let mode = if hot_runtime::is_hot() {
@@ -103,13 +118,23 @@ fn main() {
     println!("| variant | ns/call | vs direct |");
     println!("|---|---:|---:|");
     for (n, m) in names.iter().zip(&med) {
-        let base = if n.contains("labs") { med[4] } else { med[0] };
+        let base = if n.contains("labs") {
+            med[4]
+        } else if n.contains("generic") {
+            med[5]
+        } else {
+            med[0]
+        };
         println!("| {n} | {m:.3} | {:+.3} ns |", m - base);
     }
     println!(
         "#[hot] overhead over direct: {:+.3} ns ({:.1} %)",
         med[1] - med[0],
         (med[1] / med[0] - 1.0) * 100.0
+    );
+    println!(
+        "generic #[hot] overhead over direct generic: {:+.3} ns",
+        med[6] - med[5]
     );
     let sub = med[2] - med[0];
     let hot = (med[1] - med[0]).max(0.001);

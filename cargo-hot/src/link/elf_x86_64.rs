@@ -119,6 +119,15 @@ fn check_fingerprints(entries: &[EntrySym], host: &HostImage) -> Result<(), Refu
                     e.parent
                 ));
             }
+            Some(h)
+                if h.kind == hot_runtime::protocol::KIND_ASYNC && in_generic_impl(&e.parent) =>
+            {
+                return refuse(format!(
+                    "`{}` is an `async fn` of a generic impl: its instantiations share one slot, \
+                     so a patch cannot tell them apart — restart",
+                    e.parent.trim_end_matches("::{closure#0}")
+                ));
+            }
             Some(h) if h.fingerprint != e.fingerprint => {
                 return refuse(format!(
                     "the signature of `{}` changed — restart to use the new signature, or edit it back",
@@ -129,6 +138,15 @@ fn check_fingerprints(entries: &[EntrySym], host: &HostImage) -> Result<(), Refu
         }
     }
     Ok(())
+}
+
+/// Whether a hot fn's registry path lies inside a generic impl: a static there is shared by all
+/// the impl's instantiations, and the demangler writes their parameters as `_`
+/// (`<app::S<_>>::get::{closure#0}`).
+fn in_generic_impl(path: &str) -> bool {
+    ["<_>", "<_,", ", _>", ", _,"]
+        .iter()
+        .any(|p| path.contains(p))
 }
 
 /// The host's hot fns the linked patch rebinds: for each, its registry entry in the patch and
