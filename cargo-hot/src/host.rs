@@ -30,6 +30,15 @@ pub struct HostSym {
     pub place: Place,
 }
 
+/// One compiled copy of a sync hot fn in the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostCopy {
+    /// Link-time address of its instance record.
+    pub record: u64,
+    /// Layout hash of its argument and return types.
+    pub layouts: u64,
+}
+
 /// A hot function of the host, keyed by its path without hash.
 #[derive(Clone, Debug)]
 pub struct HostFn {
@@ -55,10 +64,9 @@ pub struct HostImage {
     /// Hot functions by demangled path (`crate::module::fn`, `<T as Trait>::fn`).
     pub hot_fns: HashMap<String, HostFn>,
     /// The compiled copies of sync hot fns (`protocol::INSTANCE_SECTION`), by the demangled path
-    /// of the copy (`app::largest::<u32>`, `<app::Stack<i32>>::push`): link-time addresses of
-    /// their instance records (more than one when an instantiation was compiled into several
-    /// codegen units).
-    pub instances: HashMap<String, Vec<u64>>,
+    /// of the copy (`app::largest::<u32>`, `<app::Stack<i32>>::push`): their instance records
+    /// (more than one when an instantiation was compiled into several codegen units).
+    pub instances: HashMap<String, Vec<HostCopy>>,
     pub build_id: String,
 }
 
@@ -295,10 +303,10 @@ impl HostImage {
 /// The instance records of `file`, by the demangled path of the function whose code each one
 /// points into (see [`HostImage::instances`]).
 /// Also returns the registry entry each record points at.
-type Copies = (HashMap<String, Vec<u64>>, Vec<u64>);
+type Copies = (HashMap<String, Vec<HostCopy>>, Vec<u64>);
 fn instances(file: &object::File) -> Result<Copies> {
-    use hot_runtime::protocol::{INSTANCE_SECTION, INSTANCE_SIZE};
-    let mut out: HashMap<String, Vec<u64>> = HashMap::new();
+    use hot_runtime::protocol::{INSTANCE_LAYOUTS, INSTANCE_SECTION, INSTANCE_SIZE};
+    let mut out: HashMap<String, Vec<HostCopy>> = HashMap::new();
     let mut entries = Vec::new();
     let Some(section) = file.section_by_name(INSTANCE_SECTION) else {
         return Ok((out, entries));
@@ -315,13 +323,12 @@ fn instances(file: &object::File) -> Result<Copies> {
             relocated.insert(at, r.addend() as u64);
         }
     }
-    let pointer = |at: u64| -> u64 {
-        relocated.get(&at).copied().unwrap_or_else(|| {
-            let off = (at - section.address()) as usize;
-            data.get(off..off + 8)
-                .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()))
-        })
+    let word = |at: u64| -> u64 {
+        let off = (at - section.address()) as usize;
+        data.get(off..off + 8)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()))
     };
+    let pointer = |at: u64| -> u64 { relocated.get(&at).copied().unwrap_or_else(|| word(at)) };
     let mut functions: Vec<(u64, u64, &str)> = file
         .symbols()
         .filter(|s| s.kind() == SymbolKind::Text && s.size() > 0)
@@ -341,7 +348,10 @@ fn instances(file: &object::File) -> Result<Copies> {
             continue;
         };
         if code < start + size {
-            out.entry(demangle(name)).or_default().push(record);
+            out.entry(demangle(name)).or_default().push(HostCopy {
+                record,
+                layouts: word(record + INSTANCE_LAYOUTS),
+            });
         }
     }
     Ok((out, entries))

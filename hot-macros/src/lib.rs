@@ -871,8 +871,8 @@ fn layout_type(ty: &Type) -> Option<Type> {
     }
 }
 
-/// `layouts::<L<Arg1, L<Arg2, .. ()>>>`: the layout hash of this copy's arguments (receiver
-/// first) and return value, evaluated per instantiation.
+/// `L<Arg1, L<Arg2, .. ()>>`: the types whose layouts (receiver first, then the return value)
+/// this copy's instance record hashes, per instantiation.
 fn instance_layouts(low: &Lowered, output: &ReturnType) -> TokenStream2 {
     let mut types: Vec<Type> = low.ptr_inputs.iter().filter_map(layout_type).collect();
     if let ReturnType::Type(_, ty) = output {
@@ -882,7 +882,7 @@ fn instance_layouts(low: &Lowered, output: &ReturnType) -> TokenStream2 {
     for t in types.iter().rev() {
         list = quote!(::hot_runtime::__private::L<#t, #list>);
     }
-    quote!(::hot_runtime::__private::layouts::<#list>)
+    list
 }
 
 fn expand_sync(func: &HotFn) -> TokenStream2 {

@@ -162,7 +162,7 @@ pub mod __private {
     #[cfg(hot_mode)]
     pub use crate::table::{Entry, KIND_ASYNC, KIND_SYNC, Slot, fingerprint};
     #[cfg(hot_mode)]
-    pub use crate::table::{L, layouts};
+    pub use crate::table::{L, LayoutList};
 }
 
 #[cfg(hot_mode)]
@@ -182,8 +182,8 @@ macro_rules! __hot_select {
 /// The current code of this copy of a hot fn that dispatches per instantiation (a generic fn, a
 /// method): reads a slot that belongs to this compiled copy alone, and records the copy in
 /// `protocol::INSTANCE_SECTION` as `{entry, slot, code, layouts}`. `$layouts` is
-/// `layouts::<L<Arg1, L<Arg2, .. ()>>>`, the layout hash of this instantiation's arguments and
-/// return value, which the runtime compares before it rebinds the copy.
+/// `L<Arg1, L<Arg2, .. ()>>`, whose layout hash (this instantiation's arguments and return
+/// value, evaluated at compile time) cargo hot and the runtime compare before rebinding the copy.
 ///
 /// Rust has no per-instantiation statics (a `static` inside a generic fn is shared by all its
 /// instantiations), but inline assembly is emitted once per instantiation: the slot and its record
@@ -193,7 +193,7 @@ macro_rules! __hot_select {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __hot_instance_slot {
-    ($entry:ident, $layouts:path) => {{
+    ($entry:ident, $layouts:ty) => {{
         let __hot_slot: *const ();
         // SAFETY: reads the 8-byte slot the same assembly defines; the runtime stores to it
         // atomically (`Slot::set`), so this aligned load sees null or a whole address.
@@ -214,7 +214,7 @@ macro_rules! __hot_instance_slot {
                 "4:",
                 "mov {slot}, qword ptr [rip + 3b]",
                 entry = sym $entry,
-                layouts = sym $layouts,
+                layouts = const <$layouts as ::hot_runtime::__private::LayoutList>::HASH,
                 slot = out(reg) __hot_slot,
                 options(nostack, preserves_flags, readonly),
             );
@@ -227,7 +227,7 @@ macro_rules! __hot_instance_slot {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __hot_instance_slot {
-    ($entry:ident, $layouts:path) => {
+    ($entry:ident, $layouts:ty) => {
         ::core::compile_error!(
             "cargo hot patches Linux x86_64 programs only; build this target without cargo hot"
         )

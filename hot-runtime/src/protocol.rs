@@ -25,14 +25,16 @@ use std::fmt::Write as _;
 
 /// Link section holding every hot fn's registry entry (`__start_`/`__stop_` bound it).
 pub const REGISTRY_SECTION: &str = "hot_runtime_fns";
-/// Link section holding one [`Instance`](crate::table) record per compiled copy of a hot fn that
-/// dispatches per instantiation (generic fns and methods): `{entry, slot, code, layouts}`,
-/// written by `__private::instance_slot!` next to the code that reads the slot, and a fn returning
-/// the layout hash of that instantiation's arguments and return value. `code` is an
-/// address inside that copy, so the copy's symbol (`app::f::<u32>`) names the instantiation.
+/// Link section holding one `Instance` record per compiled copy of a sync hot fn (one per
+/// instantiation of a generic fn): `{entry, slot, code, layouts}`, four 8-byte fields written by
+/// `__private::instance_slot!` next to the code that reads the slot. `code` is an address inside
+/// that copy, so the copy's symbol (`app::f::<u32>`) names the instantiation; `layouts` (at
+/// [`INSTANCE_LAYOUTS`]) is the layout hash of its argument and return types, a plain number.
 pub const INSTANCE_SECTION: &str = "hot_runtime_instances";
 /// Size of one instance record.
 pub const INSTANCE_SIZE: u64 = 32;
+/// Offset of an instance record's layout hash.
+pub const INSTANCE_LAYOUTS: u64 = 24;
 /// Name of the static holding a hot fn's registry entry, inside the fn: `f::__HOT_ENTRY`.
 pub const ENTRY_STATIC: &str = "__HOT_ENTRY";
 /// Name of the static holding a hot fn's slot (its current code), inside the fn.

@@ -107,7 +107,7 @@ const fn mix(mut h: u64, v: u64) -> u64 {
     h
 }
 
-/// A list of types, `L<A, L<B, ()>>`, whose layouts [`layouts`] hashes.
+/// A list of types, `L<A, L<B, ()>>`, whose layouts [`LayoutList::HASH`] hashes.
 pub struct L<H, T>(std::marker::PhantomData<(fn() -> H, T)>);
 
 /// Layout hash of a type list, evaluated at compile time.
@@ -122,11 +122,6 @@ impl<H, T: LayoutList> LayoutList for L<H, T> {
         mix(T::HASH, std::mem::size_of::<H>() as u64),
         std::mem::align_of::<H>() as u64,
     );
-}
-
-/// The layout hash of one instantiation of a hot fn (its `Instance::layouts`).
-pub fn layouts<T: LayoutList>() -> u64 {
-    T::HASH
 }
 
 // Keeps `__start_`/`__stop_hot_runtime_fns` defined even in a program without hot functions,
@@ -158,8 +153,8 @@ pub struct Instance {
     pub slot: *const Slot,
     /// An address inside this copy's code (cargo hot names the instantiation by it).
     pub code: *const u8,
-    /// The layout hash of this instantiation's argument and return types (`layouts::<..>`).
-    pub layouts: Option<fn() -> u64>,
+    /// The layout hash of this instantiation's argument and return types (`LayoutList::HASH`).
+    pub layouts: u64,
 }
 
 // SAFETY: the pointers are to statics and code, which never move; the slot is atomic.
@@ -180,8 +175,7 @@ impl Instance {
     }
     /// The fingerprint a new copy must match: the fn's signature and this instantiation's layouts.
     pub fn fingerprint(&self) -> u64 {
-        let layouts = self.layouts.map_or(0, |f| f());
-        mix(self.entry().fingerprint, layouts)
+        mix(self.entry().fingerprint, self.layouts)
     }
     /// This copy's slot.
     pub fn slot(&self) -> &'static Slot {
@@ -197,7 +191,7 @@ static INSTANCE_SENTINEL: Instance = Instance {
     entry: std::ptr::null(),
     slot: std::ptr::null(),
     code: std::ptr::null(),
-    layouts: None,
+    layouts: 0,
 };
 
 #[allow(improper_ctypes)] // never called: only the addresses are used

@@ -30,7 +30,9 @@ use object::{
 use super::tls_x86_64::{self as tls, TlsOffsets, TlsSite, check_tls_sequences, code_name};
 use super::{LinkedPatch, PatchFn, Refused};
 use crate::host::{ENTRY_SUFFIX, HostImage, HostSym, Place, demangle, place_of};
-use hot_runtime::protocol::{INSTANCE_SECTION, INSTANCE_SIZE, REGISTRY_SECTION, SLOT_SUFFIX};
+use hot_runtime::protocol::{
+    INSTANCE_LAYOUTS, INSTANCE_SECTION, INSTANCE_SIZE, REGISTRY_SECTION, SLOT_SUFFIX,
+};
 
 /// Inputs of one patch.
 pub struct Job<'a> {
@@ -69,6 +71,8 @@ struct InstanceSym {
     copy: String,
     /// Demangled path of the hot fn (`app::largest`), as its registry entry names it.
     parent: String,
+    /// Layout hash of the copy's argument and return types.
+    layouts: u64,
 }
 
 /// Rewrites and links; returns the patch and the hot functions it rebinds.
@@ -90,8 +94,9 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
     for file in &files {
         merged.add_object(file)?;
     }
-    // Fingerprints: refuse the whole patch before anything is loaded.
+    // Fingerprints and layouts: refuse the whole patch before anything is loaded.
     check_fingerprints(&merged.entries, job.host)?;
+    check_layouts(&merged.instances, job.host)?;
 
     let obj_path = job.work_dir.join(format!("{}.o", job.name));
     let so_path = job.work_dir.join(format!("{}.so", job.name));
@@ -135,6 +140,24 @@ fn check_fingerprints(entries: &[EntrySym], host: &HostImage) -> Result<(), Refu
                 ));
             }
             Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Refuses the patch when a copy of a hot fn the host has takes or returns a type whose layout
+/// changed (a struct that gained a field), which the signature's text does not show.
+fn check_layouts(instances: &[InstanceSym], host: &HostImage) -> Result<(), Refused> {
+    for i in instances {
+        let Some(copies) = host.instances.get(&i.copy) else {
+            continue;
+        };
+        if copies.iter().any(|c| c.layouts != i.layouts) {
+            return refuse(format!(
+                "the signature of `{}` changed (the layout of a type it takes or returns) — \
+                 restart to use the new signature, or edit it back",
+                i.parent
+            ));
         }
     }
     Ok(())
@@ -224,7 +247,7 @@ fn rebound_copies(
             };
             fns.push(PatchFn {
                 name: p.parent.clone(),
-                host_entry: job.base + hosts[k % hosts.len()],
+                host_entry: job.base + hosts[k % hosts.len()].record,
                 patch_entry,
                 target,
             });
@@ -353,6 +376,14 @@ impl<'a, 'd> Merged<'a, 'd> {
                         .map(demangle);
                 }
             }
+            let data = s
+                .data()
+                .map_err(|e| Refused(format!("instance records: {e}")))?;
+            let layouts_at = |at: u64| -> u64 {
+                let off = (at + INSTANCE_LAYOUTS) as usize;
+                data.get(off..off + 8)
+                    .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()))
+            };
             let mut offsets: Vec<u64> = records.keys().copied().collect();
             offsets.sort_unstable();
             for at in offsets {
@@ -377,6 +408,7 @@ impl<'a, 'd> Merged<'a, 'd> {
                     symbol,
                     copy,
                     parent,
+                    layouts: layouts_at(at),
                 });
             }
         }

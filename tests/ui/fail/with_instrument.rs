@@ -6,14 +6,14 @@ use tracing::instrument;
 
 #[hot]
 #[instrument]
-fn above(x: impl Debug) {
-    let _ = x;
+fn above(x: u32) -> impl Debug {
+    x
 }
 
 #[instrument]
 #[hot]
-fn below(x: impl Debug) {
-    let _ = x;
+fn below(x: u32) -> impl Debug {
+    x
 }
 
 fn main() {}
