@@ -113,6 +113,8 @@ impl Parse for HotFn {
 struct Args {
     /// `?Send`: the boxed future of an `async fn` is not required to be `Send`.
     not_send: bool,
+    /// `rewind`: a running call is re-entered with the new code at the next safe point.
+    rewind: bool,
     /// The attribute's tokens, for errors about them (without `__after`).
     tokens: TokenStream2,
     /// Set when this invocation was re-emitted below other attribute macros (see `reorder`):
@@ -146,6 +148,7 @@ fn parse_args(attr: TokenStream2) -> syn::Result<Args> {
     };
     let mut args = Args {
         not_send: false,
+        rewind: false,
         tokens: user.clone(),
         after,
     };
@@ -153,15 +156,19 @@ fn parse_args(attr: TokenStream2) -> syn::Result<Args> {
         return Ok(args);
     }
     let text = user.to_string().replace(' ', "");
-    if text == "?Send" {
-        args.not_send = true;
-        return Ok(args);
+    match text.as_str() {
+        "?Send" => args.not_send = true,
+        "rewind" => args.rewind = true,
+        _ => {
+            return Err(syn::Error::new_spanned(
+                user,
+                "unknown argument to #[hot]: it takes `rewind` (re-enter a running call with the \
+                 new code) or `?Send` (for an `async fn` whose future is not Send); write \
+                 `#[hot]`, `#[hot(rewind)]` or `#[hot(?Send)]`",
+            ));
+        }
     }
-    Err(syn::Error::new_spanned(
-        user,
-        "unknown argument to #[hot]: the only argument it takes is `?Send` (for an `async fn` \
-         whose future is not Send); write `#[hot]` or `#[hot(?Send)]`",
-    ))
+    Ok(args)
 }
 
 fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
@@ -197,11 +204,21 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         );
         return Err(with_after(e, after.as_deref()));
     }
+    if func.sig.asyncness.is_some() && args.rewind {
+        let e = syn::Error::new_spanned(
+            &args.tokens,
+            "`rewind` applies to a sync fn, and this fn is async: a running future is not \
+             re-entered; remove `rewind`, or put the loop in a sync `#[hot(rewind)]` fn",
+        );
+        return Err(with_after(e, after.as_deref()));
+    }
     if let Some(reordered) = reorder(&func, &args)? {
         return Ok(reordered);
     }
     let hot = if func.sig.asyncness.is_some() {
         expand_async(&func, &args)
+    } else if args.rewind {
+        expand_rewind(&func)
     } else {
         expand_sync(&func)
     };
@@ -918,6 +935,7 @@ fn expand_sync(func: &HotFn) -> TokenStream2 {
         #[allow(unused_mut, clippy::all)]
         #vis #sig {
             #statics
+            ::hot_runtime::__private::safe_point();
             // This compiled copy's own slot (each instantiation of a generic fn has one).
             let __hot_target = ::hot_runtime::__private::instance_slot!(__HOT_ENTRY, #layouts);
             if __hot_target.is_null() {
@@ -934,6 +952,157 @@ fn expand_sync(func: &HotFn) -> TokenStream2 {
                 };
                 #[allow(unused_unsafe)]
                 unsafe { __hot_next(#(#call_args),*) }
+            }
+        }
+    }
+}
+
+/// `#[hot(rewind)]`: the body runs in a non-capturing closure inside a `Frame`; when a safe point
+/// inside it rewinds the frame (a patch replaced this fn's code), the dispatcher calls the fn
+/// again, with the same arguments, through its slot. Every argument must be a reference
+/// (reborrowed for each call) or `Copy`; the check is on the user's tokens.
+fn expand_rewind(func: &HotFn) -> TokenStream2 {
+    let low = lower(&func.sig);
+    let attrs = func.attrs.iter().chain(&func.inner_attrs);
+    let attrs = attrs.filter(|a| !a.path().is_ident("inline"));
+    let vis = &func.vis;
+    let sig = &low.sig;
+    let call_args = &low.call_args;
+    let unsafety = &func.sig.unsafety;
+    let self_ident = format_ident!("__hot_self");
+    let infer = |mut p: PtrSig| {
+        for t in &mut p.inputs {
+            InferImplTrait.visit_type_mut(t);
+        }
+        p
+    };
+    // The forwarding call (as `expand_sync`) and the body closure (as `expand_async`'s entry).
+    let fwd = infer(ptr_sig(&func.sig, &low, false));
+    let body_ptr = infer(ptr_sig(&func.sig, &low, true));
+    let binder = |p: &PtrSig| {
+        let bound = &p.bound;
+        if bound.is_empty() {
+            quote!()
+        } else {
+            quote!(for<#(#bound),*>)
+        }
+    };
+    let (fwd_binder, fwd_inputs, fwd_output) = (binder(&fwd), &fwd.inputs, &fwd.output);
+    let (body_binder, body_inputs, body_output) =
+        (binder(&body_ptr), &body_ptr.inputs, &body_ptr.output);
+    let layouts = instance_layouts(&low, &func.sig.output);
+    let mut declared_ret = match &func.sig.output {
+        ReturnType::Default => parse_quote!(()),
+        ReturnType::Type(_, t) => (**t).clone(),
+    };
+    EraseLifetimes.visit_type_mut(&mut declared_ret);
+    let mut params = Vec::new();
+    let mut again = Vec::new();
+    let mut checks = Vec::new();
+    for (arg, name) in low.sig.inputs.iter().zip(&low.call_args) {
+        let (ty, by_value): (&Type, TokenStream2) = match arg {
+            FnArg::Receiver(r) => {
+                params.push(if r.reference.is_none() && r.mutability.is_some() {
+                    quote!(mut #self_ident)
+                } else {
+                    self_ident.to_token_stream()
+                });
+                (&r.ty, quote!(self))
+            }
+            FnArg::Typed(pt) => {
+                params.push(match &*pt.pat {
+                    Pat::Ident(PatIdent {
+                        mutability: Some(m),
+                        ..
+                    }) => quote!(#m #name),
+                    _ => name.clone(),
+                });
+                (&pt.ty, name.clone())
+            }
+        };
+        match ty {
+            Type::Reference(r) if r.mutability.is_some() => again.push(quote!(&mut *#by_value)),
+            Type::Reference(_) => again.push(by_value),
+            other => {
+                checks.push(quote_spanned! {other.span()=>
+                    ::hot_runtime::__private::rewind_arg(&#by_value);
+                });
+                again.push(by_value);
+            }
+        }
+    }
+    let mut body = Group::new(Delimiter::Brace, func.stmts.clone());
+    body.set_span(func.block.span());
+    let body = replace_self(body.into_token_stream(), &self_ident, false);
+    let rebinds_in: Vec<TokenStream2> = low
+        .rebinds
+        .iter()
+        .map(|r| replace_self(r.clone(), &self_ident, false))
+        .collect();
+    let statics = slot_and_entry(func, &low, quote!(::hot_runtime::__private::KIND_SYNC));
+    let call_unsafe = if unsafety.is_some() {
+        quote!(unsafe)
+    } else {
+        quote!()
+    };
+    // `!` may only be written as a return type on stable: a fn that never returns gets no typed
+    // `let` for its value, and its frame's run yields `()`.
+    let never = matches!(&func.sig.output, ReturnType::Type(_, t) if matches!(**t, Type::Never(_)));
+    let closure_body = if never {
+        quote!({ #(#rebinds_in)* #body })
+    } else {
+        quote!({
+            #(#rebinds_in)*
+            let __hot_ret: #declared_ret = #body;
+            #[allow(unreachable_code)]
+            __hot_ret
+        })
+    };
+    let run = if never {
+        quote! {
+            #[allow(unreachable_code, unused_unsafe)]
+            let _ = __hot_frame.run(|| { #call_unsafe { __hot_body(#(#again),*) }; });
+        }
+    } else {
+        quote! {
+            #[allow(unused_unsafe)]
+            if let ::core::option::Option::Some(__hot_ret) =
+                __hot_frame.run(|| #call_unsafe { __hot_body(#(#again),*) })
+            {
+                return __hot_ret;
+            }
+        }
+    };
+    quote! {
+        #(#attrs)*
+        #[inline(never)]
+        #[allow(unused_mut, clippy::all)]
+        #vis #sig {
+            #statics
+            #[cfg(panic = "abort")]
+            ::core::compile_error!(
+                "#[hot(rewind)] unwinds the running call, and this build aborts on panic: \
+                 build with `panic = \"unwind\"` or remove `rewind`"
+            );
+            ::hot_runtime::__private::safe_point();
+            #(#checks)*
+            let __hot_body: #body_binder #unsafety fn(#(#body_inputs),*) #body_output =
+                |#(#params),*| #closure_body;
+            loop {
+                let __hot_target = ::hot_runtime::__private::instance_slot!(__HOT_ENTRY, #layouts);
+                #[allow(unreachable_code)]
+                if !__hot_target.is_null() {
+                    // SAFETY: the runtime only stores the address of a newer copy of this very
+                    // function, whose fingerprint (signature and argument layouts) it checked.
+                    #[allow(unused_unsafe, clippy::missing_transmute_annotations)]
+                    let __hot_next = unsafe {
+                        ::core::mem::transmute::<*const (), #fwd_binder #unsafety fn(#(#fwd_inputs),*) #fwd_output>(__hot_target)
+                    };
+                    #[allow(unused_unsafe)]
+                    return unsafe { __hot_next(#(#call_args),*) };
+                }
+                let mut __hot_frame = ::hot_runtime::__private::Frame::enter(&__HOT_ENTRY);
+                #run
             }
         }
     }
@@ -1104,6 +1273,7 @@ fn expand_async(func: &HotFn, args: &Args) -> TokenStream2 {
                 })
             };
             #statics
+            ::hot_runtime::__private::safe_point();
             let __hot_target = __HOT_SLOT.get();
             let __hot_next = if __hot_target.is_null() {
                 __hot_entry

@@ -50,6 +50,9 @@ mod loader;
 #[cfg(hot_mode)]
 mod listen;
 
+#[cfg(hot_mode)]
+mod rewind;
+
 mod kept;
 pub use kept::Kept;
 
@@ -159,6 +162,8 @@ pub mod __private {
     #[cfg(hot_mode)]
     pub use crate::__hot_instance_slot as instance_slot;
     pub use crate::__hot_select as select;
+    #[cfg(hot_mode)]
+    pub use crate::rewind::{Frame, RewindArg, rewind_arg, safe_point};
     #[cfg(hot_mode)]
     pub use crate::table::{Entry, KIND_ASYNC, KIND_SYNC, Slot, fingerprint};
     #[cfg(hot_mode)]

@@ -364,6 +364,7 @@ fn validate(fns: &[FnRebind], start: u64, end: u64) -> (Vec<Rebind>, Vec<(u64, R
             kind: pe.kind,
             target: f.target as *const (),
             own_slot: Some(slot),
+            own_entry: Some(pe),
         });
     }
     (ok, refused)

@@ -48,6 +48,15 @@ pub struct Entry {
     pub anchor: &'static u8,
 }
 
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Entry {
     pub const fn new(
         fingerprint: u64,
@@ -305,6 +314,8 @@ pub struct Rebind {
     /// The new copy's own slot, which later patches must also redirect (so code running in this
     /// patch reaches the newest version too). `None` when the new code has no slot of its own.
     pub own_slot: Option<&'static Slot>,
+    /// The registry entry the new copy's body names (`#[hot(rewind)]` frames are keyed by it).
+    pub own_entry: Option<&'static Entry>,
 }
 
 /// What [`apply`] did with each function.
@@ -327,6 +338,8 @@ pub(crate) fn generation() -> u64 {
 struct State {
     /// Slots of older patch copies of each function, all redirected on every rebind.
     copies: HashMap<FnId, Vec<&'static Slot>>,
+    /// Registry entries named by the bodies of older patch copies of each function.
+    copy_entries: HashMap<FnId, Vec<usize>>,
     callbacks: Vec<Callback>,
 }
 
@@ -337,6 +350,7 @@ fn state() -> &'static Mutex<State> {
     S.get_or_init(|| {
         Mutex::new(State {
             copies: HashMap::new(),
+            copy_entries: HashMap::new(),
             callbacks: Vec::new(),
         })
     })
@@ -365,6 +379,8 @@ pub unsafe fn apply(rebinds: &[Rebind]) -> PatchReport {
     let mut st = lock();
     let mut report = PatchReport::default();
     let mut any = false;
+    // The copies whose code this patch replaces: running `#[hot(rewind)]` frames of them rewind.
+    let mut replaced: Vec<*const Entry> = Vec::new();
     for r in rebinds {
         let Some((entry, fingerprint, slots)) = target_of(r.id) else {
             report.refused.push((r.id, Refusal::UnknownFunction));
@@ -395,6 +411,12 @@ pub unsafe fn apply(rebinds: &[Rebind]) -> PatchReport {
         if !report.rebound.contains(&entry.name) {
             report.rebound.push(entry.name);
         }
+        let older = st.copy_entries.entry(r.id).or_default();
+        replaced.push(entry);
+        replaced.extend(older.iter().map(|e| *e as *const Entry));
+        if let Some(e) = r.own_entry {
+            older.push(e as *const Entry as usize);
+        }
         any = true;
     }
     report.generation = if any {
@@ -406,6 +428,9 @@ pub unsafe fn apply(rebinds: &[Rebind]) -> PatchReport {
     // applied meanwhile by another thread still sees every callback.
     let callbacks = st.callbacks.clone();
     drop(st);
+    if any {
+        crate::rewind::replaced(&replaced, report.generation);
+    }
     for cb in &callbacks {
         // The patch is in place whatever a callback does: a panicking one must neither skip
         // the others nor unwind into the caller (the runtime's thread, which would stop

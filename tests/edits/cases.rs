@@ -100,6 +100,13 @@ pub const CASES: &[Case] = &[
         note: "next call runs the new body",
     },
     Case {
+        name: "body of a loop that never returns, under `#[hot(rewind)]`",
+        edits: &[e(MAIN, "l.label = \"lap1\";", "l.label = \"lap2\";")],
+        expect: Outcome::Patched,
+        output: "laps=lap2:",
+        note: "the running loop is re-entered with the new body at its next hot call; its arguments (the state) are kept",
+    },
+    Case {
         name: "body of a `#[hot] async fn`",
         edits: &[e(MAIN, "x + 5", "x + 50")],
         expect: Outcome::Patched,

@@ -64,6 +64,18 @@ fn sim_takes_patches_only_at_frame_boundaries_and_keeps_its_world() {
         "{applied}"
     );
     hot.wait_err(m, "Queued", 5);
+    // The game loop never returns; it is `#[hot(rewind)]`, so an edit of its own body is left
+    // and re-entered at its next hot call, with the same world.
+    let m = hot.mark();
+    hot.edit("src/main.rs", "loop=v1", "loop=v2");
+    let after_loop = hot.wait_out(m, "loop=v2", 60);
+    assert_eq!(pid_of(&after_loop), pid, "same process");
+    assert!(
+        field(&after_loop, "GEN") > field(&after, "GEN"),
+        "the world kept evolving across the rewind: {after} -> {after_loop}"
+    );
+    let said = hot.wait_err(m, "Applied", 10);
+    assert!(said.contains("run"), "names the loop: {said}");
     hot.stop();
 }
 

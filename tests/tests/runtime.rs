@@ -39,6 +39,7 @@ fn rebind(host: &str, target: fn(u32) -> u32) -> Rebind {
         kind: e.kind,
         target: target as *const (),
         own_slot: None,
+        own_entry: None,
     }
 }
 
@@ -171,7 +172,12 @@ fn registry_lists_every_hot_fn_even_if_never_called() {
         .count();
     let expected = include_str!("runtime.rs")
         .lines()
-        .filter(|l| matches!(l.trim(), "#[hot]" | "#[hot_runtime::hot]"))
+        .filter(|l| {
+            matches!(
+                l.trim(),
+                "#[hot]" | "#[hot(rewind)]" | "#[hot_runtime::hot]"
+            )
+        })
         .count();
     assert!(expected > 30);
     assert_eq!(here, expected);
@@ -837,6 +843,7 @@ fn rebind_copy(copy: &'static hot_runtime::Instance, target: *const ()) -> Rebin
         kind: KIND_SYNC,
         target,
         own_slot: None,
+        own_entry: None,
     }
 }
 
@@ -896,6 +903,7 @@ fn each_instantiation_of_a_generic_fn_rebinds_on_its_own() {
         kind: KIND_SYNC,
         target: gen_show_new::<&str> as *const (),
         own_slot: None,
+        own_entry: None,
     }]);
     assert!(report.refused.is_empty());
     assert_eq!(gen_show("a"), "v2 a");
@@ -965,4 +973,80 @@ fn impl_trait_arguments_and_const_generics_are_instantiations_too() {
     assert!(reset("total"));
     assert_eq!((first([1]), first([1, 2, 3])), (2, 4));
     assert_eq!(hot_runtime::instances_of(entry("first")).count(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// `#[hot(rewind)]`: a running call re-entered with the new code.
+
+#[hot]
+fn rw_tick(ticks: &AtomicU64) -> u64 {
+    std::thread::sleep(Duration::from_millis(1));
+    ticks.fetch_add(1, Ordering::SeqCst) + 1
+}
+
+/// Counts its drops: the rewound frame's locals are dropped by the unwind.
+struct Noted<'a>(&'a AtomicU64);
+
+impl Drop for Noted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[hot(rewind)]
+fn rw_loop(log: &mut Vec<u64>, ticks: &AtomicU64, drops: &AtomicU64) -> &'static str {
+    let _noted = Noted(drops);
+    loop {
+        let t = rw_tick(ticks);
+        log.push(t);
+        if t >= 5_000 {
+            return "v1 never rewound";
+        }
+    }
+}
+
+#[hot(rewind)]
+fn rw_loop_new(log: &mut Vec<u64>, ticks: &AtomicU64, drops: &AtomicU64) -> &'static str {
+    let _ = (ticks, drops);
+    log.push(0);
+    "v2"
+}
+
+#[test]
+fn a_rewind_fn_running_a_loop_is_reentered_with_the_new_code() {
+    let _t = table_lock();
+    let ticks = AtomicU64::new(0);
+    let drops = AtomicU64::new(0);
+    let mut log = Vec::new();
+    let e = entry("rw_loop");
+    let copy = copy_of(e, rw_loop as *const ());
+    let out = std::thread::scope(|s| {
+        // The patch lands from another thread while the loop runs.
+        s.spawn(|| {
+            while ticks.load(Ordering::SeqCst) < 3 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let report = apply(&[rebind_copy(copy, rw_loop_new as *const ())]);
+            assert!(report.refused.is_empty());
+        });
+        rw_loop(&mut log, &ticks, &drops)
+    });
+    assert_eq!(
+        out, "v2",
+        "re-entered through the slot, with the same arguments"
+    );
+    assert_eq!(
+        log.last(),
+        Some(&0),
+        "the new body ran on the same state: {log:?}"
+    );
+    assert!(log.len() >= 4, "the old loop ran until the patch: {log:?}");
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        1,
+        "the rewound frame's locals were dropped"
+    );
+    // Later calls run the new code from the start.
+    assert_eq!(rw_loop(&mut log, &ticks, &drops), "v2");
+    assert!(reset("rw_loop"));
 }

@@ -1,6 +1,10 @@
 //! A fixed-timestep Game of Life. `update` and `render` are hot; patches are taken only at the
 //! frame boundary (`ApplyMode::Manual` + `apply_pending`), so a frame never mixes old and new code.
-//! Run `cargo hot run -p sim` and edit `render` (e.g. the cell characters) or `update` (the rules).
+//! The game loop itself is `#[hot(rewind)]`: edit its body (the status line, the frame step) and
+//! the running loop is left and re-entered with the new code at its next hot call, with the world
+//! it was given.
+//! Run `cargo hot run -p sim` and edit `render` (e.g. the cell characters), `update` (the rules)
+//! or `run` (the loop).
 
 use std::time::{Duration, Instant};
 
@@ -75,16 +79,14 @@ fn render(world: &World) -> String {
     s
 }
 
-fn main() {
-    hot_runtime::set_apply_mode(hot_runtime::ApplyMode::Manual);
-    let frames: u64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(u64::MAX);
+/// The game loop. It never returns while the program runs, so a plain `#[hot]` would keep its
+/// old body forever; with `rewind`, a patch of this body unwinds the running loop at its next hot
+/// call (`update`) and calls `run` again, with the same `world`.
+#[hot_runtime::hot(rewind)]
+fn run(world: &mut World, frames: u64) {
     let step = Duration::from_millis(50);
-    let mut world = World::new();
     let mut next = Instant::now();
-    for _ in 0..frames {
+    while world.generation < frames {
         // The frame boundary: the only place a patch may land.
         let applied = hot_runtime::apply_pending();
         if applied > 0 {
@@ -94,9 +96,19 @@ fn main() {
                 world.generation
             );
         }
-        update(&mut world);
-        println!("[{}] {}", std::process::id(), render(&world));
+        update(world);
+        println!("[{}] loop=v1 {}", std::process::id(), render(world));
         next += step;
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
+}
+
+fn main() {
+    hot_runtime::set_apply_mode(hot_runtime::ApplyMode::Manual);
+    let frames: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(u64::MAX);
+    let mut world = World::new();
+    run(&mut world, frames);
 }
