@@ -29,14 +29,24 @@ fn edit_and_see(hot: &Hot, pid: u32, file: &str, from: &str, to: &str, see: &str
     hot.edit(file, from, to);
     wait_from(hot, m, pid, see);
     let said = hot.wait_err(m, "Patched", 60);
-    // Names the edited fn. (Exactly it, in the Bevy-shaped test below; here, when rustc moves
-    // generic code between codegen units, functions whose code did not change can be named
-    // too: a known imprecision, not a wrong patch.)
-    assert!(
-        patched_names(&said).split(", ").any(|n| n == fn_name),
-        "names {fn_name}: {said}\n--- cargo hot said ---\n{}",
-        hot.err()
-    );
+    // Names exactly the edited fn. In an optimized build, a hot fn recompiled with it (same
+    // codegen unit, other inlining) can be named too (README, Limitations): there, it is among
+    // the names.
+    let names = patched_names(&said);
+    if RELEASE.with(|r| r.get()) {
+        assert!(
+            names.split(", ").any(|n| n == fn_name),
+            "names {fn_name}: {said}\n--- cargo hot said ---\n{}",
+            hot.err()
+        );
+    } else {
+        assert_eq!(names, fn_name, "names exactly: {said}");
+    }
+}
+
+thread_local! {
+    /// Whether the running `shapes` test builds `--release`.
+    static RELEASE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// The function names of a `Patched NAMES in N ms …` line.
@@ -47,6 +57,7 @@ fn patched_names(line: &str) -> &str {
 
 fn shapes(args: &[&str]) {
     let _serial = support::serial();
+    RELEASE.with(|r| r.set(args.contains(&"--release")));
     let hot = Hot::spawn_in(support::copy_fixture("shapes"), args);
     // The first save comes as soon as the program prints, as a user's would.
     let pid = pid_of(&hot.wait_out((0, 0), "srv set k", 900));
