@@ -1,5 +1,6 @@
 //! Folds the two ways of asking for hot mode into one cfg, `hot_mode`:
-//! `--cfg hot_runtime_hot` (what `cargo hot` passes) or the `hot` feature (this workspace's tests).
+//! the `hot` feature (what `cargo hot` asks for, and this workspace's tests) or
+//! `--cfg hot_runtime_hot` (`cargo hot`'s fallback, through `RUSTFLAGS`).
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(hot_runtime_hot)");
     println!("cargo::rustc-check-cfg=cfg(hot_mode)");

@@ -13,19 +13,121 @@ use anyhow::{Context, Result, bail};
 
 use crate::record::{self, Invocation};
 
-/// Flags `cargo hot` adds to every crate of the hot build.
+/// Flags `cargo hot` adds to the workspace members (the crates it patches):
 ///
-/// * `--cfg hot_runtime_hot` selects hot mode in `hot-runtime`;
-/// * `-C link-dead-code` keeps functions the program does not use yet, so a patch can call them;
-/// * v0 symbol names name closures by their parent, which is how async entries are found.
-pub const HOT_RUSTFLAGS: &[&str] = &[
-    "--cfg",
-    "hot_runtime_hot",
-    "-C",
-    "link-dead-code",
-    "-C",
-    "symbol-mangling-version=v0",
-];
+/// * `-C link-dead-code` keeps functions the program does not use yet, so a patch can call them
+///   (on the binary's crate it also keeps the final link from dropping unused sections);
+/// * v0 symbol names name closures by their parent, which is how async entries are found, and
+///   generic instantiations by their arguments, which is how their copies are told apart.
+pub const MEMBER_FLAGS: &[&str] = &["-C", "link-dead-code", "-C", "symbol-mangling-version=v0"];
+
+/// How the hot build selects hot mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HotMode {
+    /// `--features DEP/hot` (DEP: how the members name hot-runtime), the members' flags added by
+    /// the wrapper: every dependency builds as in the user's own `cargo build`, so its artifacts
+    /// can be taken from the user's target directory ([`seed_from`]).
+    Feature(String),
+    /// `--cfg hot_runtime_hot` and the members' flags for every crate, through `RUSTFLAGS`: for
+    /// a package that does not depend on hot-runtime directly. Every dependency is rebuilt.
+    Rustflags,
+}
+
+/// `RUSTFLAGS` of the user plus ours, as `CARGO_ENCODED_RUSTFLAGS`.
+fn encoded_rustflags() -> String {
+    let mut flags: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+        Ok(s) if !s.is_empty() => s.split('\x1f').map(str::to_string).collect(),
+        _ => std::env::var("RUSTFLAGS")
+            .map(|s| s.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default(),
+    };
+    flags.extend(["--cfg", "hot_runtime_hot"].iter().map(|s| s.to_string()));
+    flags.extend(MEMBER_FLAGS.iter().map(|s| s.to_string()));
+    flags.join("\x1f")
+}
+
+/// Makes the dependencies the user's own builds already compiled available to the hot build:
+/// each profile directory of `target_dir` (`debug`, `release`, `<triple>/debug`..) lends its
+/// `deps`, `build` and `.fingerprint` entries that `hot_dir` lacks, except the members' own
+/// (`skip`: their package and crate names), which the hot build compiles and records itself.
+/// Compiled libraries are hard links (rustc writes a new file when it rebuilds one); the rest
+/// are copies. Returns how many entries it added. The user's directory is only read.
+pub fn seed_from(target_dir: &Path, hot_dir: &Path, skip: &[String]) -> usize {
+    let mut profiles = Vec::new();
+    for e in std::fs::read_dir(target_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let p = e.path();
+        if p == hot_dir || !p.is_dir() {
+            continue;
+        }
+        if p.join(".fingerprint").is_dir() {
+            profiles.push(p);
+        } else {
+            for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                if e.path().join(".fingerprint").is_dir() {
+                    profiles.push(e.path());
+                }
+            }
+        }
+    }
+    let mine = |name: &str| {
+        let name = name.strip_prefix("lib").unwrap_or(name);
+        skip.iter().any(|s| {
+            name.strip_prefix(s.as_str())
+                .is_some_and(|rest| rest.starts_with('-') || rest.starts_with('.'))
+        })
+    };
+    let mut added = 0;
+    for from in profiles {
+        let Ok(rel) = from.strip_prefix(target_dir) else {
+            continue;
+        };
+        let to = hot_dir.join(rel);
+        for sub in ["deps", "build", ".fingerprint"] {
+            let Ok(entries) = std::fs::read_dir(from.join(sub)) else {
+                continue;
+            };
+            let _ = std::fs::create_dir_all(to.join(sub));
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let dest = to.join(sub).join(&name);
+                if mine(&name) || dest.exists() {
+                    continue;
+                }
+                if copy_tree(&e.path(), &dest, sub == "deps").is_ok() {
+                    added += 1;
+                }
+            }
+        }
+    }
+    added
+}
+
+/// Copies `from` (a file or a directory) to `to`; compiled libraries are hard-linked when `link`.
+fn copy_tree(from: &Path, to: &Path, link: bool) -> std::io::Result<()> {
+    if from.is_dir() {
+        std::fs::create_dir_all(to)?;
+        for e in std::fs::read_dir(from)?.flatten() {
+            copy_tree(&e.path(), &to.join(e.file_name()), link)?;
+        }
+        return Ok(());
+    }
+    let compiled = from
+        .extension()
+        .is_some_and(|x| ["rlib", "rmeta", "so", "a"].iter().any(|k| x == *k));
+    if link && compiled && std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    // Keep the modification time: cargo compares it with its dep-info.
+    let meta = std::fs::metadata(from)?;
+    std::fs::copy(from, to)?;
+    let f = std::fs::File::options().write(true).open(to)?;
+    f.set_modified(meta.modified()?)?;
+    Ok(())
+}
 
 /// Flags forwarded to `cargo build`, already re-emitted in cargo's spelling.
 #[derive(Clone, Debug, Default)]
@@ -44,26 +146,17 @@ pub enum Outcome<T> {
     Failed(String),
 }
 
-/// `RUSTFLAGS` of the user plus ours, as `CARGO_ENCODED_RUSTFLAGS`.
-fn encoded_rustflags() -> String {
-    let mut flags: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
-        Ok(s) if !s.is_empty() => s.split('\x1f').map(str::to_string).collect(),
-        _ => std::env::var("RUSTFLAGS")
-            .map(|s| s.split_whitespace().map(str::to_string).collect())
-            .unwrap_or_default(),
-    };
-    flags.extend(HOT_RUSTFLAGS.iter().map(|s| s.to_string()));
-    flags.join("\x1f")
-}
-
 /// Builds the program with cargo in `hot_dir` (its own target directory), recording rustc
-/// invocations. `pick` chooses the executable among the built ones.
+/// invocations. `pick` chooses the executable among the built ones. `None`: cargo refused
+/// `--features DEP/hot` (the package built does not depend on hot-runtime directly); build
+/// again in [`HotMode::Rustflags`].
 pub fn fat_build(
     flags: &CargoFlags,
     hot_dir: &Path,
+    mode: &HotMode,
     pick: &dyn Fn(&[crate::workspace::Built]) -> Result<PathBuf>,
     on_line: &mut dyn FnMut(&str),
-) -> Result<Outcome<FatBuild>> {
+) -> Result<Option<Outcome<FatBuild>>> {
     let start = Instant::now();
     let records = hot_dir.join("records");
     let self_exe = std::env::current_exe().context("locating the cargo-hot executable")?;
@@ -74,10 +167,19 @@ pub fn fat_build(
         .env("CARGO_TARGET_DIR", hot_dir)
         .env("RUSTC_WORKSPACE_WRAPPER", &self_exe)
         .env(record::RECORD_DIR_ENV, &records)
-        .env("CARGO_ENCODED_RUSTFLAGS", encoded_rustflags())
-        .env_remove("RUSTFLAGS")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    match mode {
+        HotMode::Feature(dep) => {
+            cmd.arg("--features")
+                .arg(format!("{dep}/hot"))
+                .env(record::MEMBER_FLAGS_ENV, "1");
+        }
+        HotMode::Rustflags => {
+            cmd.env("CARGO_ENCODED_RUSTFLAGS", encoded_rustflags())
+                .env_remove("RUSTFLAGS");
+        }
+    }
     let mut child = cmd.spawn().context("running cargo build")?;
     let stderr = child.stderr.take().unwrap();
     // cargo's own progress lines ("Compiling x") go to stderr: show them as they come, as
@@ -85,7 +187,10 @@ pub fn fat_build(
     let err_thread = std::thread::spawn(move || {
         let mut text = String::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("{line}");
+            // A refused `--features DEP/hot` is retried another way (`Outcome::NoFeature`).
+            if !line.contains("does not contain this feature") {
+                eprintln!("{line}");
+            }
             text.push_str(&line);
             text.push('\n');
         }
@@ -95,17 +200,22 @@ pub fn fat_build(
     let status = child.wait()?;
     let cargo_err = err_thread.join().unwrap_or_default();
     if !status.success() {
+        if matches!(mode, HotMode::Feature(_))
+            && cargo_err.contains("does not contain this feature")
+        {
+            return Ok(None);
+        }
         if diagnostics.is_empty() && cargo_err.is_empty() {
             diagnostics = format!("cargo build failed ({status})\n");
         }
-        return Ok(Outcome::Failed(diagnostics));
+        return Ok(Some(Outcome::Failed(diagnostics)));
     }
     let exe = pick(&exes)?;
-    Ok(Outcome::Built(FatBuild {
+    Ok(Some(Outcome::Built(FatBuild {
         exe,
         records,
         elapsed: start.elapsed(),
-    }))
+    })))
 }
 
 /// cargo's JSON messages: error diagnostics (returned, rendered), other diagnostics (given to

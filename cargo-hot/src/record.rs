@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 /// Environment variable naming the directory records go to; its presence selects wrapper mode.
 pub const RECORD_DIR_ENV: &str = "CARGO_HOT_RECORD_DIR";
+/// Set when the members' hot flags (`build::MEMBER_FLAGS`) come from the wrapper rather than
+/// `RUSTFLAGS`, so that dependencies build exactly as in the user's own builds.
+pub const MEMBER_FLAGS_ENV: &str = "CARGO_HOT_MEMBER_FLAGS";
 
 /// One recorded rustc invocation.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -47,7 +50,13 @@ pub fn record_path(dir: &Path, crate_name: &str, crate_type: &str) -> PathBuf {
 /// Wrapper entry point: `argv` = [self, rustc, args...]. Never returns.
 pub fn wrap(dir: &Path, argv: &[String]) -> ! {
     let rustc = PathBuf::from(&argv[1]);
-    let args: Vec<String> = argv[2..].to_vec();
+    let mut args: Vec<String> = argv[2..].to_vec();
+    let compiles = !args
+        .iter()
+        .any(|a| a == "-" || a.starts_with("--print") || a == "-vV");
+    if compiles && std::env::var_os(MEMBER_FLAGS_ENV).is_some() {
+        args.extend(crate::build::MEMBER_FLAGS.iter().map(|s| s.to_string()));
+    }
     if let Err(e) = record(dir, &rustc, &args) {
         eprintln!("warning: cargo-hot could not record a rustc invocation: {e:#}");
     }
@@ -62,7 +71,7 @@ fn record(dir: &Path, rustc: &Path, args: &[String]) -> Result<()> {
         rustc: rustc.to_path_buf(),
         args: args.to_vec(),
         env: std::env::vars()
-            .filter(|(k, _)| k != RECORD_DIR_ENV)
+            .filter(|(k, _)| k != RECORD_DIR_ENV && k != MEMBER_FLAGS_ENV)
             .collect(),
         cwd: std::env::current_dir()?,
     };

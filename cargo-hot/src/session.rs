@@ -446,8 +446,13 @@ fn record_rustc(fat: &build::FatBuild) -> Option<PathBuf> {
     crate::record::load(&first.path()).ok().map(|inv| inv.rustc)
 }
 
+/// Set once `--features DEP/hot` was refused (the package built does not depend on hot-runtime
+/// directly): later builds of this session use `RUSTFLAGS`.
+static RUSTFLAGS_MODE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The whole program through cargo; `None` if it did not build (errors shown).
 fn fat_build(opts: &Options, ws: &Workspace, name: &str) -> Result<Option<build::FatBuild>> {
+    use std::sync::atomic::Ordering::Relaxed;
     ui::good(
         "Building",
         &format!("{name} (hot build in {})", ws.hot_dir.display()),
@@ -455,7 +460,31 @@ fn fat_build(opts: &Options, ws: &Workspace, name: &str) -> Result<Option<build:
     let pick = |exes: &[workspace::Built]| {
         workspace::pick_exe(opts.bin.as_deref(), opts.example.as_deref(), exes)
     };
-    match build::fat_build(&opts.flags, &ws.hot_dir, &pick, &mut |w| ui::diagnostics(w))? {
+    let mut outcome = None;
+    if let (Some(dep), false) = (&ws.hot_runtime_dep, RUSTFLAGS_MODE.load(Relaxed)) {
+        // Dependencies build as in the user's own builds: take the ones already compiled.
+        let seeded = build::seed_from(&ws.target_dir, &ws.hot_dir, &ws.member_names);
+        if seeded > 0 && crate::patcher::debugging() {
+            eprintln!(
+                "[debug] took {seeded} compiled dependencies from the user's target directory"
+            );
+        }
+        let mode = build::HotMode::Feature(dep.clone());
+        outcome = build::fat_build(&opts.flags, &ws.hot_dir, &mode, &pick, &mut |w| {
+            ui::diagnostics(w)
+        })?;
+    }
+    if outcome.is_none() {
+        RUSTFLAGS_MODE.store(true, Relaxed);
+        let mode = build::HotMode::Rustflags;
+        outcome = build::fat_build(&opts.flags, &ws.hot_dir, &mode, &pick, &mut |w| {
+            ui::diagnostics(w)
+        })?;
+    }
+    let Some(outcome) = outcome else {
+        anyhow::bail!("cargo refused the features of the hot build");
+    };
+    match outcome {
         Outcome::Built(fat) => {
             ui::good(
                 "Finished",

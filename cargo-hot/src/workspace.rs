@@ -27,6 +27,10 @@ pub struct Workspace {
     pub target_dir: PathBuf,
     /// cargo hot's own target directory (`<target>/hot`): the user's builds are never touched.
     pub hot_dir: PathBuf,
+    /// The name the members give their dependency on hot-runtime (`hot-runtime`, or a rename).
+    pub hot_runtime_dep: Option<String>,
+    /// Package and crate names of the members (`my-app`, `my_app`).
+    pub member_names: Vec<String>,
     manifest_path: Option<PathBuf>,
 }
 
@@ -67,7 +71,22 @@ impl Workspace {
                     .filter_map(|t| Some((t.name.replace('-', "_"), dir_of(p)?)))
             })
             .collect();
+        let hot_runtime_dep = members.iter().find_map(|p| {
+            p.dependencies
+                .iter()
+                .find(|d| d.name == "hot-runtime")
+                .map(|d| d.rename.clone().unwrap_or_else(|| d.name.clone()))
+        });
+        let mut member_names: Vec<String> = Vec::new();
+        for p in &members {
+            member_names.push(p.name.to_string());
+            member_names.extend(p.targets.iter().map(|t| t.name.replace('-', "_")));
+        }
+        member_names.sort();
+        member_names.dedup();
         Ok(Workspace {
+            hot_runtime_dep,
+            member_names,
             dylibs,
             root: md.workspace_root.clone().into(),
             members: members.iter().map(|p| p.name.to_string()).collect(),

@@ -13,15 +13,15 @@
 //!   function exactly as written. No jump table, no loader, no thread, no socket; this crate adds
 //!   nothing to the binary and reads no environment variable.
 //! * **Hot** — `cargo hot run` builds in its own target directory (`target/hot`, so your
-//!   `target/debug` is never invalidated) with `--cfg hot_runtime_hot`. Each `#[hot]` fn gets a slot
+//!   `target/debug` is never invalidated) with this crate's `hot` feature. Each `#[hot]` fn gets a slot
 //!   (one atomic pointer) and an entry in a link-time registry; a call is one atomic load, one
 //!   well-predicted branch, and either the fn's own body or one indirect call. At start-up the
 //!   runtime reserves address space next to the program for patches and listens on a socket that
 //!   `cargo hot` passed to it (inherited, not reachable by other processes).
 //!
 //! The mode is chosen when *this* crate is compiled: the macro emits both forms and
-//! `__private::select!` keeps one. The `hot` cargo feature selects hot mode too; it exists for
-//! this workspace's own tests.
+//! `__private::select!` keeps one. Only this crate changes between the modes, so the hot build
+//! reuses every other dependency the user's own builds compiled.
 //!
 //! # Patches
 //! A patch is a small shared object holding only recompiled code, linked by `cargo hot` at a fixed
