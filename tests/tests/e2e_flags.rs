@@ -99,3 +99,82 @@ fn a_path_dependency_outside_the_workspace_is_watched_and_restarts() {
     hot.stop();
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// A project the user has built with `cargo build`: cargo hot's first run compiles hot-runtime
+/// (and the crates only its hot mode uses) and the user's own crate, and takes every other
+/// dependency from the user's target directory; patches work as usual; the user's own next
+/// `cargo build` has nothing to do.
+#[test]
+fn first_run_rebuilds_no_dependency_the_user_built() {
+    let _serial = support::serial();
+    let dir = support::copy_fixture("hello");
+    let target = dir.join("target");
+    let cargo = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO"))
+            .args(args)
+            .arg("--target-dir")
+            .arg(&target)
+            .current_dir(&dir)
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let built = cargo(&["build"]);
+    assert!(built.contains("Compiling hot-macros"), "{built}");
+
+    let hot = Hot::spawn_with_target(dir.clone(), &target, &[]);
+    let first = hot.wait_out((0, 0), "Hello", 600);
+    hot.wait_err((0, 0), "Watching", 120);
+    let compiled: Vec<String> = hot
+        .err()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Compiling "))
+        .map(|l| l.split(' ').next().unwrap_or("").to_string())
+        .collect();
+    // What the user's build has, and hot mode does not change, is not compiled again.
+    for dep in [
+        "hot-macros",
+        "syn",
+        "quote",
+        "proc-macro2",
+        "serde",
+        "serde_derive",
+    ] {
+        assert!(
+            !compiled.iter().any(|c| c == dep),
+            "{dep} was compiled again: {compiled:?}"
+        );
+    }
+    assert!(compiled.iter().any(|c| c == "hot-runtime"), "{compiled:?}");
+    assert!(compiled.iter().any(|c| c == "fx_hello"), "{compiled:?}");
+    // Patches work on this build, in the same process (its call counter goes on).
+    let m = hot.mark();
+    hot.edit(
+        "src/main.rs",
+        "Hello from hot-patched code!",
+        "Hello again!",
+    );
+    let line = hot.wait_out(m, "Hello again!", 60);
+    let call = |l: &str| -> u64 {
+        let n = &l[l.find("call #").expect("a call number") + 6..];
+        n.trim_end_matches(')').parse().unwrap()
+    };
+    assert!(call(&line) > call(&first), "{first} -> {line}");
+    hot.wait_err(m, "Patched", 10);
+    // The user's own build was only read: their next build compiles the edited crate alone.
+    let again = cargo(&["build"]);
+    let recompiled: Vec<&str> = again.lines().filter(|l| l.contains("Compiling ")).collect();
+    assert!(
+        recompiled.len() == 1 && recompiled[0].contains("fx_hello"),
+        "{again}"
+    );
+    hot.stop();
+}

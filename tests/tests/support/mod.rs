@@ -149,21 +149,26 @@ impl Hot {
     /// `cargo-hot hot run` in `dir`, returning at once: for tests that act before cargo hot
     /// says it is ready, as users do.
     pub fn spawn_in(dir: PathBuf, args: &[&str]) -> Hot {
-        Self::spawn(dir, args, false, &[])
+        Self::spawn(dir, &shared_target(), args, false, &[])
     }
 
     fn launch(dir: PathBuf, args: &[&str], piped: bool, env: &[(&str, &str)]) -> Hot {
-        let hot = Self::spawn(dir, args, piped, env);
+        let hot = Self::spawn(dir, &shared_target(), args, piped, env);
         // Ready once cargo hot has built the baseline it diffs saves against.
         hot.wait_err((0, 0), "Watching", 900);
         hot
     }
 
-    fn spawn(dir: PathBuf, args: &[&str], piped: bool, env: &[(&str, &str)]) -> Hot {
+    /// `cargo-hot hot run` in `dir` with target directory `target`, returning at once.
+    pub fn spawn_with_target(dir: PathBuf, target: &Path, args: &[&str]) -> Hot {
+        Self::spawn(dir, target, args, false, &[])
+    }
+
+    fn spawn(dir: PathBuf, target: &Path, args: &[&str], piped: bool, env: &[(&str, &str)]) -> Hot {
         let mut cmd = Command::new(cargo_hot());
         cmd.envs(env.iter().copied());
         cmd.args(["hot", "run", "--color", "never", "--target-dir"])
-            .arg(shared_target())
+            .arg(target)
             .args(args)
             .current_dir(&dir)
             .env_remove("CARGO_TARGET_DIR")
