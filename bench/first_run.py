@@ -62,7 +62,7 @@ def main():
     print(f"`{fixture}`, first line containing {marker!r}")
     print("| tool | user's `cargo build` s | first `cargo hot run` s | crates it compiled | warm run s |")
     print("|---|---:|---:|---:|---:|")
-    for repo in repos:
+    for repo in map(os.path.abspath, repos):
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "cargo-hot"], cwd=repo, check=True)
         tool = os.path.join(repo, "target", "release", "cargo-hot")
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
