@@ -31,7 +31,7 @@ class Proc:
     def __init__(self, args, cwd):
         self.t0 = time.monotonic()
         self.p = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+                                  text=True, start_new_session=True)
         self.lines = []
         threading.Thread(target=self.pump, daemon=True).start()
 
@@ -41,14 +41,22 @@ class Proc:
 
     def wait_for(self, needle, since, timeout):
         deadline = time.monotonic() + timeout
+        # Only the lines from `since` on, each looked at once: the programs print hundreds of
+        # lines a second, and a slow reader would block them on a full pipe.
+        i = len(self.lines)
+        while i > 0 and self.lines[i - 1][0] >= since:
+            i -= 1
         while time.monotonic() < deadline:
-            for t, l in list(self.lines):
-                if t >= since and needle in l:
+            n = len(self.lines)
+            for t, l in self.lines[i:n]:
+                if needle in l:
                     return t
+            i = n
             if self.p.poll() is not None:
                 break
             time.sleep(0.002)
-        tail = "\n".join(l for _, l in self.lines[-25:])
+        notes = [l for _, l in self.lines if "atch" in l or "rror" in l or "uild" in l]
+        tail = "\n".join(notes[-10:] + [l for _, l in self.lines[-5:]])
         raise SystemExit(f"no {needle!r} within {timeout}s\n{tail}")
 
     def stop(self):
@@ -66,15 +74,16 @@ def copy(src, name):
     dst = os.path.join(tempfile.mkdtemp(prefix=f"vs-dx-{name}-"), "ws")
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("target"))
     p = os.path.join(dst, "Cargo.toml")
-    open(p, "w").write(open(p).read().replace("@REPO@", REPO))
+    text = open(p).read().replace("@REPO@", REPO)
+    open(p, "w").write(text)
     return dst
 
 
 def save(path, text):
-    tmp = path + ".tmp-save"
-    with open(tmp, "w") as f:
+    # In place, as VS Code saves: dx reacts to the temporary file of a write + rename save and
+    # then builds the old text (seen on this workload), which would not be a fair figure.
+    with open(path, "w") as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def main():
