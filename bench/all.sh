@@ -24,3 +24,30 @@ trap 'git worktree remove --force "$old/tree"; rm -rf "$old"' EXIT
 python3 bench/restart_under_load.py "$old/tree" 5
 python3 bench/restart_under_load.py . 5
 python3 bench/restart_under_load.py . 5 --listen
+echo "## First run after the user's own build: before (a7df92b: RUSTFLAGS) and after (this tree)"
+old2=$(mktemp -d)
+git worktree add -q --detach "$old2/tree" a7df92b
+trap 'git worktree remove --force "$old/tree"; git worktree remove --force "$old2/tree"; rm -rf "$old" "$old2"' EXIT
+python3 bench/first_run.py examples/server "listening on" "$old2/tree" .
+python3 bench/first_run.py tests/fixtures/ecs "mood=calm" "$old2/tree" .
+echo "## Call overhead in a user's hot loop, under cargo hot run --release"
+cargo build -q --release -p cargo-hot
+python3 - <<'PY'
+import os, subprocess
+p = subprocess.Popen(["../../target/release/cargo-hot", "hot", "run", "--release", "--color", "never"],
+                     cwd="bench/call_loop", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                     text=True, start_new_session=True)
+for line in p.stdout:
+    print(line, end="")
+    if "call-loop done" in line:
+        break
+os.killpg(p.pid, 15)
+p.wait()
+PY
+echo "## Side by side with dx serve --hotpatch"
+if command -v dx >/dev/null; then
+  python3 bench/vs_dx.py hello 20
+  python3 bench/vs_dx.py asyncapp 20
+else
+  echo "dx not installed: cargo install dioxus-cli --version 0.7.10 --locked"
+fi
