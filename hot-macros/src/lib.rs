@@ -957,6 +957,54 @@ fn expand_sync(func: &HotFn) -> TokenStream2 {
     }
 }
 
+/// The body of a hot fn moved into a non-capturing closure (an async fn's entry, a rewind fn's
+/// body): the closure's parameters (the receiver as `__hot_self`, `mut` kept), the destructuring
+/// `let`s and the body, with `self` replaced, and `unsafe` when the fn is.
+struct ClosureParts {
+    params: Vec<TokenStream2>,
+    rebinds: Vec<TokenStream2>,
+    body: TokenStream2,
+    call_unsafe: TokenStream2,
+}
+
+fn closure_parts(func: &HotFn, low: &Lowered, self_ident: &proc_macro2::Ident) -> ClosureParts {
+    let params = low
+        .sig
+        .inputs
+        .iter()
+        .zip(&low.call_args)
+        .map(|(arg, name)| match arg {
+            FnArg::Receiver(r) if r.reference.is_none() && r.mutability.is_some() => {
+                quote!(mut #self_ident)
+            }
+            FnArg::Receiver(_) => self_ident.to_token_stream(),
+            FnArg::Typed(pt) => match &*pt.pat {
+                Pat::Ident(PatIdent {
+                    mutability: Some(m),
+                    ..
+                }) => quote!(#m #name),
+                _ => name.clone(),
+            },
+        })
+        .collect();
+    let mut body = Group::new(Delimiter::Brace, func.stmts.clone());
+    body.set_span(func.block.span());
+    ClosureParts {
+        params,
+        rebinds: low
+            .rebinds
+            .iter()
+            .map(|r| replace_self(r.clone(), self_ident, false))
+            .collect(),
+        body: replace_self(body.into_token_stream(), self_ident, false),
+        call_unsafe: if func.sig.unsafety.is_some() {
+            quote!(unsafe)
+        } else {
+            quote!()
+        },
+    }
+}
+
 /// `#[hot(rewind)]`: the body runs in a non-capturing closure inside a `Frame`; when a safe point
 /// inside it rewinds the frame (a patch replaced this fn's code), the dispatcher calls the fn
 /// again, with the same arguments, through its slot. Every argument must be a reference
@@ -996,29 +1044,18 @@ fn expand_rewind(func: &HotFn) -> TokenStream2 {
         ReturnType::Type(_, t) => (**t).clone(),
     };
     EraseLifetimes.visit_type_mut(&mut declared_ret);
-    let mut params = Vec::new();
+    let ClosureParts {
+        params,
+        rebinds: rebinds_in,
+        body,
+        call_unsafe,
+    } = closure_parts(func, &low, &self_ident);
     let mut again = Vec::new();
     let mut checks = Vec::new();
     for (arg, name) in low.sig.inputs.iter().zip(&low.call_args) {
         let (ty, by_value): (&Type, TokenStream2) = match arg {
-            FnArg::Receiver(r) => {
-                params.push(if r.reference.is_none() && r.mutability.is_some() {
-                    quote!(mut #self_ident)
-                } else {
-                    self_ident.to_token_stream()
-                });
-                (&r.ty, quote!(self))
-            }
-            FnArg::Typed(pt) => {
-                params.push(match &*pt.pat {
-                    Pat::Ident(PatIdent {
-                        mutability: Some(m),
-                        ..
-                    }) => quote!(#m #name),
-                    _ => name.clone(),
-                });
-                (&pt.ty, name.clone())
-            }
+            FnArg::Receiver(r) => (&r.ty, quote!(self)),
+            FnArg::Typed(pt) => (&pt.ty, name.clone()),
         };
         match ty {
             Type::Reference(r) if r.mutability.is_some() => again.push(quote!(&mut *#by_value)),
@@ -1031,20 +1068,7 @@ fn expand_rewind(func: &HotFn) -> TokenStream2 {
             }
         }
     }
-    let mut body = Group::new(Delimiter::Brace, func.stmts.clone());
-    body.set_span(func.block.span());
-    let body = replace_self(body.into_token_stream(), &self_ident, false);
-    let rebinds_in: Vec<TokenStream2> = low
-        .rebinds
-        .iter()
-        .map(|r| replace_self(r.clone(), &self_ident, false))
-        .collect();
     let statics = slot_and_entry(func, &low, quote!(::hot_runtime::__private::KIND_SYNC));
-    let call_unsafe = if unsafety.is_some() {
-        quote!(unsafe)
-    } else {
-        quote!()
-    };
     // `!` may only be written as a return type on stable: a fn that never returns gets no typed
     // `let` for its value, and its frame's run yields `()`.
     let never = matches!(&func.sig.output, ReturnType::Type(_, t) if matches!(**t, Type::Never(_)));
@@ -1192,7 +1216,6 @@ fn expand_async(func: &HotFn, args: &Args) -> TokenStream2 {
     let attrs = func.attrs.iter().chain(&func.inner_attrs);
     let vis = &func.vis;
     let sig = &low.sig;
-    let rebinds = &low.rebinds;
     let call_args = &low.call_args;
     let unsafety = &func.sig.unsafety;
     let self_ident = format_ident!("__hot_self");
@@ -1226,38 +1249,13 @@ fn expand_async(func: &HotFn, args: &Args) -> TokenStream2 {
 
     // Closure parameters: the receiver renamed, the rest as the dispatcher names them, `mut`
     // kept (the body may assign to them).
-    let params: Vec<TokenStream2> = low
-        .sig
-        .inputs
-        .iter()
-        .zip(&low.call_args)
-        .map(|(arg, name)| match arg {
-            FnArg::Receiver(r) if r.reference.is_none() && r.mutability.is_some() => {
-                quote!(mut #self_ident)
-            }
-            FnArg::Receiver(_) => self_ident.to_token_stream(),
-            FnArg::Typed(pt) => match &*pt.pat {
-                Pat::Ident(PatIdent {
-                    mutability: Some(m),
-                    ..
-                }) => quote!(#m #name),
-                _ => name.clone(),
-            },
-        })
-        .collect();
-    let mut body = Group::new(Delimiter::Brace, func.stmts.clone());
-    body.set_span(func.block.span());
-    let body = replace_self(body.into_token_stream(), &self_ident, false);
-    let rebinds_in: Vec<TokenStream2> = rebinds
-        .iter()
-        .map(|r| replace_self(r.clone(), &self_ident, false))
-        .collect();
+    let ClosureParts {
+        params,
+        rebinds: rebinds_in,
+        body,
+        call_unsafe,
+    } = closure_parts(func, &low, &self_ident);
     let statics = slot_and_entry(func, &low, quote!(::hot_runtime::__private::KIND_ASYNC));
-    let call_unsafe = if unsafety.is_some() {
-        quote!(unsafe)
-    } else {
-        quote!()
-    };
     quote! {
         #(#attrs)*
         #[allow(unused_mut, clippy::all)]
