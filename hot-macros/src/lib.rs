@@ -965,6 +965,9 @@ struct ClosureParts {
     rebinds: Vec<TokenStream2>,
     body: TokenStream2,
     call_unsafe: TokenStream2,
+    /// The declared return type (`()` when none), named lifetimes as `'_`, for a typed `let`
+    /// of the body's value inside the closure.
+    declared_ret: Type,
 }
 
 fn closure_parts(func: &HotFn, low: &Lowered, self_ident: &proc_macro2::Ident) -> ClosureParts {
@@ -989,7 +992,13 @@ fn closure_parts(func: &HotFn, low: &Lowered, self_ident: &proc_macro2::Ident) -
         .collect();
     let mut body = Group::new(Delimiter::Brace, func.stmts.clone());
     body.set_span(func.block.span());
+    let mut declared_ret = match &func.sig.output {
+        ReturnType::Default => parse_quote!(()),
+        ReturnType::Type(_, t) => (**t).clone(),
+    };
+    EraseLifetimes.visit_type_mut(&mut declared_ret);
     ClosureParts {
+        declared_ret,
         params,
         rebinds: low
             .rebinds
@@ -1039,16 +1048,12 @@ fn expand_rewind(func: &HotFn) -> TokenStream2 {
     let (body_binder, body_inputs, body_output) =
         (binder(&body_ptr), &body_ptr.inputs, &body_ptr.output);
     let layouts = instance_layouts(&low, &func.sig.output);
-    let mut declared_ret = match &func.sig.output {
-        ReturnType::Default => parse_quote!(()),
-        ReturnType::Type(_, t) => (**t).clone(),
-    };
-    EraseLifetimes.visit_type_mut(&mut declared_ret);
     let ClosureParts {
         params,
         rebinds: rebinds_in,
         body,
         call_unsafe,
+        declared_ret,
     } = closure_parts(func, &low, &self_ident);
     let mut again = Vec::new();
     let mut checks = Vec::new();
@@ -1231,11 +1236,6 @@ fn expand_async(func: &HotFn, args: &Args) -> TokenStream2 {
         ReturnType::Default => parse_quote!(()),
         ReturnType::Type(_, t) => (**t).clone(),
     };
-    let mut declared_ret = match &func.sig.output {
-        ReturnType::Default => parse_quote!(()),
-        ReturnType::Type(_, t) => (**t).clone(),
-    };
-    EraseLifetimes.visit_type_mut(&mut declared_ret);
     let send = if args.not_send {
         quote!()
     } else {
@@ -1254,6 +1254,7 @@ fn expand_async(func: &HotFn, args: &Args) -> TokenStream2 {
         rebinds: rebinds_in,
         body,
         call_unsafe,
+        declared_ret,
     } = closure_parts(func, &low, &self_ident);
     let statics = slot_and_entry(func, &low, quote!(::hot_runtime::__private::KIND_ASYNC));
     quote! {
