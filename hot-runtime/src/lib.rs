@@ -15,7 +15,8 @@
 //! * **Hot** — `cargo hot run` builds in its own target directory (`target/hot`, so your
 //!   `target/debug` is never invalidated) with this crate's `hot` feature. Each `#[hot]` fn gets a slot
 //!   (one atomic pointer) and an entry in a link-time registry; a call is one atomic load, one
-//!   well-predicted branch, and either the fn's own body or one indirect call. At start-up the
+//!   well-predicted branch, and either the fn's own body or one indirect call, after the
+//!   `#[hot(rewind)]` safe point (a load of one global and an untaken branch). At start-up the
 //!   runtime reserves address space next to the program for patches and listens on a socket that
 //!   `cargo hot` passed to it (inherited, not reachable by other processes).
 //!
