@@ -270,6 +270,9 @@ pub struct ThinCrate {
     pub inv: Invocation,
     pub out_dir: PathBuf,
     pub incr_dir: PathBuf,
+    /// Whether rustc optimizes this crate (`-C opt-level` other than 0): it then inlines across
+    /// functions, so a function's code can change with another function's source.
+    pub optimized: bool,
 }
 
 /// The objects of one thin build, by codegen-unit name.
@@ -298,18 +301,13 @@ impl ThinCrate {
         let extra = codegen_value(&inv.args, "extra-filename").unwrap_or_default();
         let dir = thin_root.join(format!("{name}.{ty}{extra}"));
         Ok(ThinCrate {
+            optimized: codegen_value(&inv.args, "opt-level").is_some_and(|v| v != "0"),
             name,
             manifest_dir,
             out_dir: dir.join("out"),
             incr_dir: dir.join("incremental"),
             inv,
         })
-    }
-
-    /// Whether rustc optimizes this crate (`-C opt-level` other than 0): it then inlines across
-    /// functions, so a function's code can change with another function's source.
-    pub fn optimized(&self) -> bool {
-        codegen_value(&self.inv.args, "opt-level").is_some_and(|v| v != "0")
     }
 
     pub fn is_bin(&self) -> bool {

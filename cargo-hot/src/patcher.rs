@@ -324,9 +324,7 @@ impl Patcher {
             names.sort();
             eprintln!("[debug] changed symbols: {names:#?}\n[debug] units: {needed:?}");
         }
-        // Code that changed only because its unit was recompiled is not named (see `who_runs`).
-        let optimized = self.crates.iter().any(|c| c.optimized());
-        names.retain(|n| optimized || edited_src.is_empty() || explained_by(n, edited_src));
+        names.retain(|n| self.counts_as_changed(n, edited_src));
         out.edited.extend(names);
         out.objects
             .extend(needed.iter().filter_map(|u| objects.get(u).cloned()));
@@ -336,6 +334,17 @@ impl Patcher {
             (out.runs_via, out.not_run) = self.who_runs(&all, &changed_fns, edited_src);
         }
         Ok(Some(Some(out)))
+    }
+
+    /// Whether function `d` (demangled), whose code changed, is said to have changed. A unit that
+    /// is recompiled can change code nobody edited (other partitioning): in an unoptimized build
+    /// only a change the edited source explains counts. With no edited fn body (a constant, a
+    /// static) every change counts; in an optimized build too, since an edited fn may be inlined
+    /// into any caller.
+    fn counts_as_changed(&self, d: &str, edited_src: &HashSet<crate::rude::FnKey>) -> bool {
+        edited_src.is_empty()
+            || self.crates.iter().any(|c| c.optimized)
+            || explained_by(d, edited_src)
     }
 
     /// For the user's functions whose code changed: the hot fns that will run the new code
@@ -357,12 +366,6 @@ impl Patcher {
                 .iter()
                 .any(|c| d.starts_with(&format!("{}::", c.name)))
         };
-        // A unit that is recompiled can change code nobody edited (other partitioning): in an
-        // unoptimized build only a change the edited source explains is said to run. With no
-        // edited fn body (a constant, a static) every change counts; in an optimized build too,
-        // since an edited fn may be inlined into any caller.
-        let optimized = self.crates.iter().any(|c| c.optimized());
-        let explained = |d: &str| optimized || edited_src.is_empty() || explained_by(d, edited_src);
         // One referrer map and one demangling per symbol for every changed function.
         let referrers = link::Referrers::new(units.values());
         let mut demangled: HashMap<String, String> = HashMap::new();
@@ -373,7 +376,7 @@ impl Patcher {
             if !functions.contains(d.as_str()) || !ours(&d) {
                 continue;
             }
-            if !explained(&d) {
+            if !self.counts_as_changed(&d, edited_src) {
                 continue;
             }
             let reach = referrers.reaching(&HashSet::from([f.clone()]));

@@ -211,15 +211,21 @@ unsafe extern "C" {
     static INSTANCES_STOP: Instance;
 }
 
+/// The records a link section holds, between the linker's `__start_`/`__stop_` symbols.
+///
+/// # Safety
+/// Every input section of that name must hold only `T`s, whose size is a multiple of their
+/// alignment, so that the linker lays them out contiguously.
+unsafe fn linker_section<T>(start: *const T, stop: *const T) -> &'static [T] {
+    let n = (stop as usize - start as usize) / std::mem::size_of::<T>();
+    // SAFETY: the caller's contract.
+    unsafe { std::slice::from_raw_parts(start, n) }
+}
+
 /// Every per-instantiation copy of a hot fn in the program (the sentinel included).
 fn all_instances() -> &'static [Instance] {
-    // SAFETY: as for `all_entries`; records are 32 bytes, 8-aligned, contiguous.
-    unsafe {
-        let start = &raw const INSTANCES_START;
-        let stop = &raw const INSTANCES_STOP;
-        let n = (stop as usize - start as usize) / std::mem::size_of::<Instance>();
-        std::slice::from_raw_parts(start, n)
-    }
+    // SAFETY: only `instance_slot!` and the sentinel write that section, 32-byte records.
+    unsafe { linker_section(&raw const INSTANCES_START, &raw const INSTANCES_STOP) }
 }
 
 /// The instance record at `addr`, if there is one.
@@ -258,10 +264,7 @@ fn target_of(id: FnId) -> Option<(&'static Entry, u64, Vec<&'static Slot>)> {
         return Some((i.entry(), i.fingerprint(), vec![i.slot()]));
     }
     let e = entry_at(id.0)?;
-    let copies = all_instances()
-        .iter()
-        .filter(|i| std::ptr::eq(i.entry, e))
-        .map(Instance::slot);
+    let copies = instances_of(e).map(Instance::slot);
     Some((
         e,
         e.fingerprint,
@@ -275,14 +278,8 @@ pub fn registry() -> impl Iterator<Item = &'static Entry> {
 }
 
 fn all_entries() -> &'static [Entry] {
-    // SAFETY: the linker places every `hot_runtime_fns` input section between the two symbols;
-    // each holds one `Entry` (size a multiple of its alignment, so they are contiguous).
-    unsafe {
-        let start = &raw const START;
-        let stop = &raw const STOP;
-        let n = (stop as usize - start as usize) / std::mem::size_of::<Entry>();
-        std::slice::from_raw_parts(start, n)
-    }
+    // SAFETY: every `hot_runtime_fns` input section holds one `Entry`.
+    unsafe { linker_section(&raw const START, &raw const STOP) }
 }
 
 /// Identity of a hot function: the address of its registry entry in the running program.
