@@ -305,6 +305,7 @@ impl Patcher {
             } else {
                 as_running.extend(units.index.iter().map(|(c, x)| (key(c), x.clone())));
             }
+            let t_hash = Instant::now();
             for (cgu, p) in &objs.objects {
                 let h = hash_file(p)?;
                 objects.insert(key(cgu), p.clone());
@@ -315,10 +316,13 @@ impl Patcher {
                     rebuilt.insert(key(cgu), idx);
                 }
             }
+            debug_time("hash + index objects", t_hash);
             out.sources.push((i, objs.sources));
             out.units.push((i, objs.objects.keys().cloned().collect()));
         }
+        let t_sel = Instant::now();
         let (needed, changed_fns) = link::select_units(&as_running, &rebuilt, &self.host);
+        debug_time("select units", t_sel);
         let mut names: Vec<String> = changed_fns.iter().map(|f| demangle(f)).collect();
         if debugging() {
             names.sort();
@@ -331,7 +335,9 @@ impl Patcher {
         if out.whole.is_empty() {
             let mut all = as_running;
             all.extend(rebuilt);
+            let t_who = Instant::now();
             (out.runs_via, out.not_run) = self.who_runs(&all, &changed_fns, edited_src);
+            debug_time("who runs", t_who);
         }
         Ok(Some(Some(out)))
     }
@@ -752,7 +758,7 @@ pub fn debugging() -> bool {
 }
 
 /// With `CARGO_HOT_DEBUG`, how long a step took (for profiling the time beyond rustc).
-fn debug_time(what: &str, since: Instant) {
+pub fn debug_time(what: &str, since: Instant) {
     if debugging() {
         eprintln!(
             "[debug] {what}: {:.1} ms",

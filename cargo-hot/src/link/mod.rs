@@ -164,7 +164,7 @@ fn hash_relocation_target(
 /// For each section, each symbol it defines with the symbols the section refers to.
 fn section_refs(file: &object::File, path: &std::path::Path) -> Vec<(String, Vec<String>)> {
     use object::{Object, ObjectSection};
-    let (section_sym, defined_in) = symbols_by_section(file);
+    let defined_in = symbols_by_section(file);
     // Sections without a named symbol (anonymous constants, vtables of `dyn` objects) still
     // link code to code; name them per object so the reachability walk passes through them.
     let tag = path
@@ -176,14 +176,14 @@ fn section_refs(file: &object::File, path: &std::path::Path) -> Vec<(String, Vec
     let mut refs = Vec::new();
     for sec in file.sections() {
         let anon;
-        let names = match defined_in.get(&sec.index()) {
-            Some(n) => n,
+        let names: Vec<&String> = match defined_in.get(&sec.index()) {
+            Some(syms) => syms.iter().map(|s| &s.name).collect(),
             None => {
-                anon = vec![pseudo(sec.index())];
-                &anon
+                anon = pseudo(sec.index());
+                vec![&anon]
             }
         };
-        let targets = relocation_targets(file, &sec, &section_sym, &pseudo);
+        let targets = relocation_targets(file, &sec, &defined_in, &pseudo);
         for n in names {
             refs.push((n.clone(), targets.clone()));
         }
@@ -191,53 +191,75 @@ fn section_refs(file: &object::File, path: &std::path::Path) -> Vec<(String, Vec
     refs
 }
 
-/// The name of the (first) symbol defined in each section, to name section-relative targets,
-/// and the names of all symbols defined in each section.
-fn symbols_by_section(
-    file: &object::File,
-) -> (
-    HashMap<object::SectionIndex, String>,
-    HashMap<object::SectionIndex, Vec<String>>,
-) {
+/// A named symbol defined in a section: where it starts and how long it is.
+struct Defined {
+    value: u64,
+    size: u64,
+    name: String,
+}
+
+/// The named symbols defined in each section.
+fn symbols_by_section(file: &object::File) -> HashMap<object::SectionIndex, Vec<Defined>> {
     use object::{Object, ObjectSymbol, SymbolKind};
-    let mut section_sym: HashMap<object::SectionIndex, String> = HashMap::new();
-    let mut defined_in: HashMap<object::SectionIndex, Vec<String>> = HashMap::new();
+    let mut defined_in: HashMap<object::SectionIndex, Vec<Defined>> = HashMap::new();
     for s in file.symbols() {
         if s.is_definition() && s.kind() != SymbolKind::Section {
             if let (Ok(n), Some(si)) = (s.name(), s.section_index()) {
                 if !n.is_empty() {
-                    section_sym.entry(si).or_insert_with(|| n.to_string());
-                    defined_in.entry(si).or_default().push(n.to_string());
+                    defined_in.entry(si).or_default().push(Defined {
+                        value: s.address(),
+                        size: s.size(),
+                        name: n.to_string(),
+                    });
                 }
             }
         }
     }
-    (section_sym, defined_in)
+    defined_in
 }
 
-/// The symbols `sec`'s relocations target, sorted and deduplicated; section-relative targets
-/// are named by their section's first symbol, or `pseudo` name.
+/// The symbols `sec`'s relocations target, sorted and deduplicated. A section-relative target
+/// (`.rodata.str1.1 + 0x2a`) is the named symbol at that offset, give or take the few bytes a
+/// PC-relative addend is off by; a section that names nothing there is named by `pseudo`.
+/// (Naming every reference to a string section by its first symbol made every panic location
+/// of a unit "reach" an edited string literal.)
 fn relocation_targets(
     file: &object::File,
     sec: &object::Section,
-    section_sym: &HashMap<object::SectionIndex, String>,
+    defined_in: &HashMap<object::SectionIndex, Vec<Defined>>,
     pseudo: &impl Fn(object::SectionIndex) -> String,
 ) -> Vec<String> {
     use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
     let mut targets = Vec::new();
     for (_, r) in sec.relocations() {
-        if let object::RelocationTarget::Symbol(t) = r.target() {
-            if let Ok(ts) = file.symbol_by_index(t) {
-                let name = if ts.kind() == SymbolKind::Section {
-                    ts.section_index()
-                        .map(|i| section_sym.get(&i).cloned().unwrap_or_else(|| pseudo(i)))
-                } else {
-                    ts.name().ok().map(str::to_string)
-                };
-                if let Some(n) = name.filter(|n| !n.is_empty()) {
-                    targets.push(n);
-                }
+        let object::RelocationTarget::Symbol(t) = r.target() else {
+            continue;
+        };
+        let Ok(ts) = file.symbol_by_index(t) else {
+            continue;
+        };
+        if ts.kind() != SymbolKind::Section {
+            match ts.name() {
+                Ok(n) if !n.is_empty() => targets.push(n.to_string()),
+                _ => {}
             }
+            continue;
+        }
+        let Some(i) = ts.section_index() else {
+            continue;
+        };
+        let lo = r.addend().max(0) as u64;
+        let hi = r.addend().saturating_add(8).max(0) as u64;
+        let before = targets.len();
+        if let Some(syms) = defined_in.get(&i) {
+            targets.extend(
+                syms.iter()
+                    .filter(|s| s.value < hi && s.value.saturating_add(s.size.max(1)) > lo)
+                    .map(|s| s.name.clone()),
+            );
+        }
+        if targets.len() == before {
+            targets.push(pseudo(i));
         }
     }
     targets.sort();
@@ -395,16 +417,6 @@ pub fn without_generic_args(path: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// Symbols that reach `changed` through references (calls, vtables, fn pointers), including
-/// `changed` itself: their code must come from the patch, or the patch would reach the old code
-/// through the host's copies.
-pub fn reaching<'a>(
-    indexes: impl Iterator<Item = &'a ObjectIndex>,
-    changed: &std::collections::HashSet<String>,
-) -> std::collections::HashSet<String> {
-    Referrers::new(indexes).reaching(changed)
-}
-
 /// Who refers to each symbol (calls, vtables, fn pointers), over a set of units: built once,
 /// asked [`reaching`](Referrers::reaching) as often as needed.
 pub struct Referrers<'a>(HashMap<&'a str, Vec<&'a str>>);
@@ -427,9 +439,22 @@ impl<'a> Referrers<'a> {
 
     /// The symbols that reach `changed`, `changed` included.
     pub fn reaching(&self, changed: &HashSet<String>) -> HashSet<String> {
+        self.reaching_until(changed, |_| false)
+    }
+
+    /// Like [`reaching`](Self::reaching), but who refers to a symbol `stop` accepts is not
+    /// followed (the symbol itself is included).
+    pub fn reaching_until(
+        &self,
+        changed: &HashSet<String>,
+        stop: impl Fn(&str) -> bool,
+    ) -> HashSet<String> {
         let mut seen: HashSet<String> = changed.clone();
         let mut work: Vec<String> = changed.iter().cloned().collect();
         while let Some(s) = work.pop() {
+            if stop(&s) {
+                continue;
+            }
             if let Some(rs) = self.0.get(s.as_str()) {
                 for r in rs {
                     if seen.insert(r.to_string()) {
@@ -448,7 +473,9 @@ impl<'a> Referrers<'a> {
 /// 1. every rebuilt unit;
 /// 2. every unit defining a symbol that reaches changed code or data (e.g. tokio's spawn, task
 ///    vtable and harness for a future defined in the edited fn), else the patch would reach the
-///    old code through the running program's copies;
+///    old code through the running program's copies. The walk stops at hot fns' dispatchers:
+///    whoever calls one reaches the new code through its slot (an axum handler's callers, the
+///    whole service stack generic over it, stay the running program's);
 /// 3. every unit defining a symbol the patch needs that the running program does not have
 ///    (optimized builds share anonymous constants across units), transitively;
 /// 4. for each hot fn whose code a rebuilt unit defines, the units of its registry entry and of
@@ -466,7 +493,13 @@ pub fn select_units(
     let changed = changed_symbols(running, rebuilt);
     let mut needed: HashSet<String> = rebuilt.keys().cloned().collect();
 
-    let reach = reaching(current.values().copied(), &changed);
+    let hot: HashSet<String> = host
+        .hot_fns
+        .keys()
+        .map(|k| without_generic_args(k).into_owned())
+        .collect();
+    let dispatcher = |mangled: &str| is_dispatcher(&crate::host::demangle(mangled), &hot);
+    let reach = Referrers::new(current.values().copied()).reaching_until(&changed, dispatcher);
     for (cgu, idx) in &current {
         if idx.refs.iter().any(|(d, _)| reach.contains(d)) {
             needed.insert(cgu.to_string());
@@ -484,6 +517,15 @@ pub fn select_units(
     }
     units.close(&current, host, &mut needed);
     (needed, changed)
+}
+
+/// Whether `function` (demangled) is a hot fn's dispatcher, which reads the slot on every call:
+/// a sync hot fn or one of its copies (`app::f`, `app::f::<u32>`), an async hot fn, or the
+/// future of its body (the registry names async fns by that future, `app::g::{closure#0}`).
+/// `hot`: the registry's paths without generic arguments.
+fn is_dispatcher(function: &str, hot: &HashSet<String>) -> bool {
+    let plain = without_generic_args(function);
+    hot.contains(plain.as_ref()) || hot.contains(&format!("{plain}::{{closure#0}}"))
 }
 
 /// The symbols of the rebuilt units whose code or data differs from the running program's.
@@ -634,6 +676,159 @@ mod tests {
             parent
         ));
         assert!(!belongs_to("<app::Get>::applyx::{closure#0}", parent));
+    }
+
+    /// A unit made of `(symbol, code hash, referenced symbols)`.
+    fn unit(syms: &[(&str, u64, &[&str])]) -> ObjectIndex {
+        ObjectIndex {
+            functions: syms.iter().map(|(n, _, _)| n.to_string()).collect(),
+            code: syms.iter().map(|(n, h, _)| (n.to_string(), *h)).collect(),
+            refs: syms
+                .iter()
+                .map(|(n, _, r)| (n.to_string(), r.iter().map(|x| x.to_string()).collect()))
+                .collect(),
+            ..ObjectIndex::default()
+        }
+    }
+
+    #[test]
+    fn the_reach_of_an_edit_stops_at_hot_dispatchers() {
+        // `async fn hello` is hot: its body spawns a future (tokio's generic spawn, in another
+        // unit), and axum's handler stack (a third unit) calls the dispatcher.
+        const BODY: &str = "app::hello::{closure#0}::{closure#0}::{closure#0}";
+        const SPAWNED: &str = "app::hello::{closure#0}::{closure#0}::{closure#0}::{closure#0}";
+        const SPAWN: &str =
+            "tokio::spawn::<app::hello::{closure#0}::{closure#0}::{closure#0}::{closure#0}>";
+        let app = |v: u64| {
+            unit(&[
+                ("app::hello", 1, &["app::hello::{closure#0}"]),
+                (
+                    "app::hello::{closure#0}",
+                    2,
+                    &["app::hello::{closure#0}::{closure#0}"],
+                ),
+                ("app::hello::{closure#0}::{closure#0}", 3, &[BODY]),
+                (BODY, 10 + v, &[SPAWN]),
+                (SPAWNED, 20 + v, &[]),
+            ])
+        };
+        let running = HashMap::from([
+            ("0/app".to_string(), app(0)),
+            ("0/spawn".to_string(), unit(&[(SPAWN, 5, &[SPAWNED])])),
+            (
+                "0/axum".to_string(),
+                unit(&[(
+                    "<axum::Handler<app::hello>>::call",
+                    6,
+                    &["app::hello", "app::hello::{closure#0}"],
+                )]),
+            ),
+        ]);
+        let rebuilt = HashMap::from([("0/app".to_string(), app(1))]);
+        let host = crate::host::HostImage {
+            symbols: HashMap::new(),
+            imports: HashSet::new(),
+            shared_libs: Vec::new(),
+            tls_block: 0,
+            hot_fns: HashMap::from([(
+                "app::hello::{closure#0}".to_string(),
+                crate::host::HostFn {
+                    entry: 0,
+                    fingerprint: 0,
+                    kind: hot_runtime::protocol::KIND_ASYNC,
+                    copies: 0,
+                },
+            )]),
+            instances: HashMap::new(),
+            build_id: String::new(),
+        };
+        let (needed, changed) = select_units(&running, &rebuilt, &host);
+        assert_eq!(
+            changed,
+            HashSet::from([BODY.to_string(), SPAWNED.to_string()])
+        );
+        // The spawn must come (the new body calls it and it polls the new future); axum's
+        // stack reaches the new body through the dispatcher's slot and stays the program's.
+        assert_eq!(
+            needed,
+            HashSet::from(["0/app".to_string(), "0/spawn".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_reference_into_a_string_section_names_the_string_it_points_at() {
+        use object::write::{Object, Relocation, Symbol, SymbolSection};
+        use object::{
+            Architecture, BinaryFormat, Endianness, RelocationEncoding, RelocationFlags,
+            RelocationKind, SectionKind, SymbolFlags, SymbolKind, SymbolScope,
+        };
+        let mut o = Object::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little);
+        let strs = o.add_section(
+            Vec::new(),
+            b".rodata.str1.1".to_vec(),
+            SectionKind::ReadOnlyString,
+        );
+        o.append_section_data(strs, b"src/main.rs\0hello v1\0", 1);
+        o.add_symbol(Symbol {
+            name: b".Lanon.x.8".to_vec(),
+            value: 12,
+            size: 9,
+            kind: SymbolKind::Data,
+            scope: SymbolScope::Compilation,
+            weak: false,
+            section: SymbolSection::Section(strs),
+            flags: SymbolFlags::None,
+        });
+        let text = |o: &mut Object, name: &str, addend: i64| {
+            let sec = o.add_section(
+                Vec::new(),
+                format!(".text.{name}").into_bytes(),
+                SectionKind::Text,
+            );
+            o.append_section_data(sec, &[0x48, 0x8d, 0x05, 0, 0, 0, 0, 0xc3], 1);
+            o.add_symbol(Symbol {
+                name: name.as_bytes().to_vec(),
+                value: 0,
+                size: 8,
+                kind: SymbolKind::Text,
+                scope: SymbolScope::Linkage,
+                weak: false,
+                section: SymbolSection::Section(sec),
+                flags: SymbolFlags::None,
+            });
+            let target = o.section_symbol(strs);
+            o.add_relocation(
+                sec,
+                Relocation {
+                    offset: 3,
+                    symbol: target,
+                    addend,
+                    flags: RelocationFlags::Generic {
+                        kind: RelocationKind::Relative,
+                        encoding: RelocationEncoding::Generic,
+                        size: 32,
+                    },
+                },
+            )
+            .unwrap();
+        };
+        // `lea` of the file name (offset 0, no symbol there) and of the literal (offset 12).
+        text(&mut o, "location_user", -4);
+        text(&mut o, "greeter", 12 - 4);
+        let dir = std::env::temp_dir().join(format!("cargo-hot-refs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("unit.o");
+        std::fs::write(&path, o.write().unwrap()).unwrap();
+        let idx = index_object(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let refs: HashMap<&str, &Vec<String>> =
+            idx.refs.iter().map(|(n, r)| (n.as_str(), r)).collect();
+        assert_eq!(refs["greeter"], &vec![".Lanon.x.8".to_string()]);
+        assert!(
+            !refs["location_user"].contains(&".Lanon.x.8".to_string()),
+            "{:?}",
+            refs["location_user"]
+        );
     }
 
     #[test]
