@@ -8,9 +8,11 @@ requests/s and failed requests (socket errors + non-2xx) per phase, and save -> 
 with the new body for each patch (a separate poller measures it, every 2 ms). Then the same edit
 handled by cargo build + kill + restart, timed to the first response with the new body.
 
-usage: python3 bench/under_load.py [SECONDS_PER_PHASE=10] [PATCHES=20] [--pin]
+usage: python3 bench/under_load.py [SECONDS_PER_PHASE=10] [PATCHES=20] [--pin] [--tool PATH]
   --pin  cargo hot and rustc on CPU 1, the server and wrk on CPU 0: separates what patching
          costs the server from the compiler competing with it for the same two cores
+  --tool PATH  that cargo-hot binary instead of this tree's release build (to compare two
+         builds of the tool, alternating runs)
 needs: wrk (Debian: apt-get install wrk)
 """
 import http.client, os, re, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
@@ -26,6 +28,9 @@ def free_port():
     return p
 
 PIN = "--pin" in sys.argv
+# `--tool PATH`: that cargo-hot binary instead of this tree's release build (to compare builds
+# of the tool side by side, alternating runs).
+TOOL = sys.argv[sys.argv.index("--tool") + 1] if "--tool" in sys.argv else None
 CPU0 = ["taskset", "-c", "0"] if PIN else []
 
 def wrk(port, secs):
@@ -91,7 +96,7 @@ def copy_server(tree, prefix):
     return dst
 
 def main():
-    args = [a for a in sys.argv[1:] if a != "--pin"]
+    args = [a for a in sys.argv[1:] if a != "--pin" and a != "--tool" and a != TOOL]
     secs = int(args[0]) if len(args) > 0 else 10
     patches = int(args[1]) if len(args) > 1 else 20
     dst = copy_server(REPO, "cargo-hot-load-")
@@ -100,8 +105,11 @@ def main():
     original = open(path).read()
     marker = "hello v1"
     assert marker in original
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "cargo-hot"], cwd=REPO, check=True)
-    tool = os.path.join(REPO, "target", "release", "cargo-hot")
+    if TOOL:
+        tool = TOOL
+    else:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "cargo-hot"], cwd=REPO, check=True)
+        tool = os.path.join(REPO, "target", "release", "cargo-hot")
     target = os.path.join(REPO, "target", "bench")
     port = free_port()
     hot = Proc((["taskset", "-c", "1"] if PIN else []) + [tool, "hot", "run", "--color", "never", "--target-dir", target, "--", str(port)], dst)

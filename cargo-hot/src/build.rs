@@ -543,6 +543,26 @@ pub fn yield_cpu(cmd: &mut Command) {
     }
 }
 
+/// Runs `work` (a patch's hashing, unit selection, rewrite and link: tens of milliseconds of
+/// cargo hot's own CPU per save) on a thread of its own under `SCHED_IDLE`, like the patch
+/// build's processes, and waits for it. A thread of its own because a thread cannot return to
+/// normal priority unprivileged, and the session's thread starts the program, which must not
+/// inherit idle priority.
+pub fn at_idle_priority<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|s| {
+        let worker = s.spawn(|| {
+            let idle = libc::sched_param { sched_priority: 0 };
+            // SAFETY: sets the calling thread's own policy; `idle` outlives the call.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &idle) };
+            work()
+        });
+        match worker.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
 /// rustc's JSON diagnostics to the text cargo would show: errors only (warnings were shown by
 /// the fat build and would repeat on every save).
 pub fn render_diagnostics(stderr: &[u8]) -> String {
@@ -587,5 +607,13 @@ mod tests {
             libc::SCHED_IDLE.to_string(),
             "policy in {out}"
         );
+    }
+
+    #[test]
+    fn patch_work_runs_at_idle_priority_and_the_caller_keeps_its_own() {
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        let before = policy();
+        assert_eq!(at_idle_priority(policy), libc::SCHED_IDLE);
+        assert_eq!(policy(), before);
     }
 }

@@ -177,9 +177,8 @@ impl Session {
                 // A save during the build cancels it; the next build has every path.
                 let mut newer = Vec::new();
                 let mut superseded = || events.take_saves(&mut newer);
-                match run
-                    .patcher
-                    .on_save(&paths, &mut run.program, &mut superseded)
+                let (patcher, program) = (&mut run.patcher, &mut run.program);
+                match build::at_idle_priority(|| patcher.on_save(&paths, program, &mut superseded))
                 {
                     Ok(Verdict::Superseded) if !event::interrupted() => {
                         ui::dim(

@@ -1,5 +1,8 @@
-//! tests/fixtures/asyncapp joined to subsecond (bench/vs_dx.py): the same crate and the same
-//! edit (the traced line); the hot calls go through `subsecond::call`.
+//! tests/fixtures/asyncapp for bench/vs_dx.py, the same program for both tools. The edited line
+//! (the traced one) sits in a sync fn called through `subsecond::call` from the loop: subsecond
+//! swaps the fns it calls, while a future keeps polling the body it was made with. Under
+//! `cargo hot run`, `#[hot]` patches it (`subsecond::call` is then a plain call); under
+//! `dx serve --hotpatch`, `subsecond::call` does (`#[hot]` is then the fn as written).
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -16,6 +19,7 @@ async fn work(tx: mpsc::Sender<String>, n: u64) -> String {
     serde_json::json!({ "v": "v1", "calls": calls }).to_string()
 }
 
+#[hot_runtime::hot]
 fn log_call(calls: u64) {
     tracing::info!(calls, "traced v1");
 }
@@ -29,7 +33,7 @@ pub struct App {
 }
 
 impl Handler for App {
-        async fn handle(&self, input: &str, extra: &str) -> String {
+    async fn handle(&self, input: &str, extra: &str) -> String {
         tokio::task::yield_now().await;
         format!("{} handled {input}{extra} h1", self.name)
     }

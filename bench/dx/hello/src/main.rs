@@ -1,10 +1,13 @@
-//! tests/fixtures/hello, joined to subsecond: calls its hot fn every millisecond through
-//! `subsecond::call` and prints when the result changes.
+//! tests/fixtures/hello for bench/vs_dx.py, the same program for both tools: calls its hot fn
+//! every millisecond and prints when the result changes. Under `cargo hot run`, `#[hot]`
+//! patches it (`subsecond::call` is then a plain call); under `dx serve --hotpatch`,
+//! `subsecond::call` does (`#[hot]` is then the fn as written).
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 static COUNT: AtomicU64 = AtomicU64::new(0);
 
+#[hot_runtime::hot]
 fn greeting() -> String {
     format!("Hello from hot-patched code!")
 }
