@@ -1147,24 +1147,42 @@ fn function_at<'d>(file: &object::File<'d>, si: object::SectionIndex, at: u64) -
 }
 
 fn run_ld(obj: &Path, so: &Path, addr: u64) -> Result<(), Refused> {
-    let mut cmd =
-        std::process::Command::new(std::env::var("CARGO_HOT_CC").unwrap_or_else(|_| "cc".into()));
-    crate::build::yield_cpu(&mut cmd);
-    let output = cmd
-        .arg("-shared")
-        .arg("-nostdlib")
-        .arg("-o")
-        .arg(so)
-        .arg(obj)
-        .arg("-Wl,-Bsymbolic")
-        .arg("-Wl,--eh-frame-hdr")
-        .arg("-Wl,-z,noexecstack")
-        .arg("-Wl,--build-id=none")
-        .arg("-Wl,--hash-style=gnu")
-        .arg(format!("-Wl,--section-start=.hot_anchor={addr:#x}"))
-        .arg(format!("-Wl,-Ttext-segment={:#x}", addr + 0x1000))
-        .output()
-        .map_err(|e| Refused(format!("running the linker (cc): {e}")))?;
+    let flags = [
+        "-Bsymbolic".to_string(),
+        "--eh-frame-hdr".into(),
+        "-z".into(),
+        "noexecstack".into(),
+        "--build-id=none".into(),
+        "--hash-style=gnu".into(),
+        format!("--section-start=.hot_anchor={addr:#x}"),
+        format!("-Ttext-segment={:#x}", addr + 0x1000),
+    ];
+    // GNU ld itself: the `cc` driver adds two more processes (gcc, collect2) and nothing this
+    // link uses (3.4 ms of 11.9 ms per link here). `CARGO_HOT_CC` names a driver to use instead.
+    let driver = |cc: &std::ffi::OsStr| {
+        let mut cmd = std::process::Command::new(cc);
+        cmd.args(["-shared", "-nostdlib", "-o"]).arg(so).arg(obj);
+        // `-Wl,` keeps `-z noexecstack` as one driver argument.
+        cmd.arg(format!("-Wl,{}", flags.join(",")));
+        cmd
+    };
+    let output = match std::env::var_os("CARGO_HOT_CC") {
+        Some(cc) => run_linker(driver(&cc)),
+        None => {
+            let mut ld = std::process::Command::new("ld");
+            ld.args(["-m", "elf_x86_64", "-shared", "-o"])
+                .arg(so)
+                .arg(obj)
+                .args(&flags);
+            match run_linker(ld) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    run_linker(driver("cc".as_ref()))
+                }
+                other => other,
+            }
+        }
+    }
+    .map_err(|e| Refused(format!("running the linker (ld): {e}")))?;
     if !output.status.success() {
         return refuse(format!(
             "linking the patch failed:\n{}",
@@ -1172,6 +1190,11 @@ fn run_ld(obj: &Path, so: &Path, addr: u64) -> Result<(), Refused> {
         ));
     }
     Ok(())
+}
+
+fn run_linker(mut cmd: std::process::Command) -> std::io::Result<std::process::Output> {
+    crate::build::yield_cpu(&mut cmd);
+    cmd.output()
 }
 
 struct LinkedSyms {
