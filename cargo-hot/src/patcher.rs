@@ -253,6 +253,7 @@ impl Patcher {
             return Ok(Verdict::Restart(Restart::NotConnected));
         }
         let edited_src = self.snapshot.edited_fns(paths);
+        debug_time("source checks (before rustc)", t0);
         let Some(compiled) = self.compile(&affected, &edited_src, superseded)? else {
             return Ok(Verdict::Superseded);
         };
@@ -283,7 +284,7 @@ impl Patcher {
         // Units of every crate built, keyed `crate/unit`: one selection over all of them, since
         // a hot fn's registry entry may sit in a library and its code in the binary (optimized
         // builds instantiate a library's async bodies where they are called).
-        let mut as_running: HashMap<String, link::ObjectIndex> = HashMap::new();
+        let mut as_running: HashMap<String, &link::ObjectIndex> = HashMap::new();
         let mut rebuilt: HashMap<String, link::ObjectIndex> = HashMap::new();
         let mut objects: HashMap<String, PathBuf> = HashMap::new();
         // Libraries first (the crates' order): a dependent is built against their new rlib.
@@ -303,7 +304,7 @@ impl Patcher {
             if units.unknown {
                 out.whole.push(self.crates[i].name.clone());
             } else {
-                as_running.extend(units.index.iter().map(|(c, x)| (key(c), x.clone())));
+                as_running.extend(units.index.iter().map(|(c, x)| (key(c), x)));
             }
             let t_hash = Instant::now();
             for (cgu, p) in &objs.objects {
@@ -334,7 +335,7 @@ impl Patcher {
             .extend(needed.iter().filter_map(|u| objects.get(u).cloned()));
         if out.whole.is_empty() {
             let mut all = as_running;
-            all.extend(rebuilt);
+            all.extend(rebuilt.iter().map(|(c, x)| (c.clone(), x)));
             let t_who = Instant::now();
             (out.runs_via, out.not_run) = self.who_runs(&all, &changed_fns, edited_src);
             debug_time("who runs", t_who);
@@ -358,7 +359,7 @@ impl Patcher {
     /// code will not run in this process (`main`, start-up code, code only running code calls).
     fn who_runs(
         &self,
-        units: &HashMap<String, link::ObjectIndex>,
+        units: &HashMap<String, &link::ObjectIndex>,
         changed: &HashSet<String>,
         edited_src: &HashSet<crate::rude::FnKey>,
     ) -> (HashSet<String>, std::collections::BTreeSet<String>) {
@@ -373,7 +374,7 @@ impl Patcher {
                 .any(|c| d.starts_with(&format!("{}::", c.name)))
         };
         // One referrer map and one demangling per symbol for every changed function.
-        let referrers = link::Referrers::new(units.values());
+        let referrers = link::Referrers::new(units.values().copied());
         let mut demangled: HashMap<String, String> = HashMap::new();
         let mut runs_via = HashSet::new();
         let mut not_run = std::collections::BTreeSet::new();

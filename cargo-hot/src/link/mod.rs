@@ -481,13 +481,13 @@ impl<'a> Referrers<'a> {
 /// 4. for each hot fn whose code a rebuilt unit defines, the units of its registry entry and of
 ///    its async entry shim.
 pub fn select_units(
-    running: &HashMap<String, ObjectIndex>,
+    running: &HashMap<String, &ObjectIndex>,
     rebuilt: &HashMap<String, ObjectIndex>,
     host: &crate::host::HostImage,
 ) -> (HashSet<String>, HashSet<String>) {
     // The units as they will be once the patch is in: rebuilt ones replace running ones.
     let mut current: HashMap<&str, &ObjectIndex> =
-        running.iter().map(|(c, i)| (c.as_str(), i)).collect();
+        running.iter().map(|(c, i)| (c.as_str(), *i)).collect();
     current.extend(rebuilt.iter().map(|(c, i)| (c.as_str(), i)));
 
     let changed = changed_symbols(running, rebuilt);
@@ -530,7 +530,7 @@ fn is_dispatcher(function: &str, hot: &HashSet<String>) -> bool {
 
 /// The symbols of the rebuilt units whose code or data differs from the running program's.
 fn changed_symbols(
-    running: &HashMap<String, ObjectIndex>,
+    running: &HashMap<String, &ObjectIndex>,
     rebuilt: &HashMap<String, ObjectIndex>,
 ) -> HashSet<String> {
     // A symbol is compared with itself as running, in its unit or, when rustc moved it to
@@ -742,6 +742,7 @@ mod tests {
             instances: HashMap::new(),
             build_id: String::new(),
         };
+        let running = running.iter().map(|(c, i)| (c.clone(), i)).collect();
         let (needed, changed) = select_units(&running, &rebuilt, &host);
         assert_eq!(
             changed,
