@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every figure in BENCHMARKS.md, one after the other, printed as the tables BENCHMARKS.md holds
-# (about 20 minutes on the 2-core machine). Run from anywhere: bash bench/all.sh
+# (about an hour on the 2-core machine with dx installed). Run from anywhere: bash bench/all.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "bench/all.sh needs wrk (Debian: apt-get install wrk)" >&2; exit 1; }
@@ -16,6 +16,16 @@ echo "## Memory over 300 patches"
 python3 bench/patch_latency.py tests/fixtures/hello src/main.rs "Hello from hot-patched code!" 300
 echo "## examples/server under load"
 python3 bench/under_load.py 10 20
+echo "## Patch work at idle priority: the tool before (9499d5b, nice 19) and after, alternating"
+old3=$(mktemp -d)
+git worktree add -q --detach "$old3/tree" 9499d5b
+(cd "$old3/tree" && CARGO_TARGET_DIR="$old3/target" cargo build -q --release -p cargo-hot)
+cargo build -q --release -p cargo-hot
+for run in 1 2; do
+  python3 bench/under_load.py 10 20 --tool "$old3/target/release/cargo-hot"
+  python3 bench/under_load.py 10 20
+done
+git worktree remove --force "$old3/tree"; rm -rf "$old3"
 echo "## Restarts under load: before (8db4f9e: stop, then build) and after (this tree: build, then swap)"
 # The before figure needs the old tool: a temporary worktree of 8db4f9e, removed on exit.
 old=$(mktemp -d)
@@ -46,8 +56,7 @@ p.wait()
 PY
 echo "## Side by side with dx serve --hotpatch"
 if command -v dx >/dev/null; then
-  python3 bench/vs_dx.py hello 20
-  python3 bench/vs_dx.py asyncapp 20
+  for w in hello asyncapp axum libbin ecs; do python3 bench/vs_dx.py "$w" 20; done
 else
   echo "dx not installed: cargo install dioxus-cli --version 0.7.10 --locked"
 fi

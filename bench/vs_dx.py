@@ -12,7 +12,7 @@ alternating, so both see the same machine state. Save -> first output line (or H
 of the new code, p50/p90. Also the first run of each (launch -> first output; each builds in
 its own target dir).
 
-usage: bench/vs_dx.py WORKLOAD [N]     WORKLOAD: hello | asyncapp | axum | libbin
+usage: bench/vs_dx.py WORKLOAD [N]     WORKLOAD: hello | asyncapp | axum | libbin | ecs
 needs: dx 0.7.10 (`cargo install dioxus-cli --version 0.7.10 --locked`, about 25 minutes)
 Not part of `cargo test`.
 """
@@ -27,6 +27,8 @@ WORKLOADS = {
     "axum": ("src/main.rs", "hello v1", "http"),
     # a lib + bin package: the edit is in the library
     "libbin": ("src/lib.rs", "Hello from the library", "out"),
+    # a Bevy-shaped app (bevy_ecs + bevy_app): the edit is in a system
+    "ecs": ("src/main.rs", "mood=calm", "out"),
 }
 
 
