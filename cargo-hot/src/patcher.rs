@@ -15,7 +15,7 @@ use crate::host::{HostImage, demangle};
 use crate::link::{self, Refused};
 use crate::program::Program;
 use crate::rude::Snapshot;
-use crate::ui;
+use crate::ui::{self, debug_time, debugging};
 
 /// Why a save needs a new program instead of a patch.
 #[derive(Debug, thiserror::Error)]
@@ -751,21 +751,6 @@ fn shown_names(fns: &PatchFns, refused: &[(u64, Refusal)]) -> String {
         }
     }
     names.join(", ")
-}
-
-/// `CARGO_HOT_DEBUG` is set: print what patch selection decided and how long steps took.
-pub fn debugging() -> bool {
-    std::env::var_os("CARGO_HOT_DEBUG").is_some()
-}
-
-/// With `CARGO_HOT_DEBUG`, how long a step took (for profiling the time beyond rustc).
-pub fn debug_time(what: &str, since: Instant) {
-    if debugging() {
-        eprintln!(
-            "[debug] {what}: {:.1} ms",
-            since.elapsed().as_secs_f64() * 1000.0
-        );
-    }
 }
 
 /// The function a closure or inner item belongs to: `app::main::{closure#0}` -> `app::main`.

@@ -463,7 +463,7 @@ fn fat_build(opts: &Options, ws: &Workspace, name: &str) -> Result<Option<build:
     if let (Some(dep), false) = (&ws.hot_runtime_dep, RUSTFLAGS_MODE.load(Relaxed)) {
         // Dependencies build as in the user's own builds: take the ones already compiled.
         let seeded = build::seed_from(&ws.target_dir, &ws.hot_dir, &ws.member_names);
-        if seeded > 0 && crate::patcher::debugging() {
+        if seeded > 0 && crate::ui::debugging() {
             eprintln!(
                 "[debug] took {seeded} compiled dependencies from the user's target directory"
             );

@@ -109,3 +109,19 @@ pub fn strip_ansi(s: &str) -> String {
     }
     out
 }
+
+/// `CARGO_HOT_DEBUG` is set: print what patch selection decided, how long steps took, and ELF
+/// details (relocation types) in refusals.
+pub fn debugging() -> bool {
+    std::env::var_os("CARGO_HOT_DEBUG").is_some()
+}
+
+/// With `CARGO_HOT_DEBUG`, how long a step took (for profiling the time beyond rustc).
+pub fn debug_time(what: &str, since: std::time::Instant) {
+    if debugging() {
+        eprintln!(
+            "[debug] {what}: {:.1} ms",
+            since.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}

@@ -91,12 +91,12 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
         })
         .collect::<Result<_, _>>()?;
 
-    crate::patcher::debug_time("link: read+parse", t);
+    crate::ui::debug_time("link: read+parse", t);
     let mut merged = Merged::new(job, &files);
     for file in &files {
         merged.add_object(file)?;
     }
-    crate::patcher::debug_time("link: merged", t);
+    crate::ui::debug_time("link: merged", t);
     // Fingerprints and layouts: refuse the whole patch before anything is loaded.
     check_fingerprints(&merged.entries, job.host)?;
     check_layouts(&merged.instances, job.host)?;
@@ -104,11 +104,11 @@ pub fn link(job: &Job) -> Result<LinkedPatch, Refused> {
     let obj_path = job.work_dir.join(format!("{}.o", job.name));
     let so_path = job.work_dir.join(format!("{}.so", job.name));
     merged.write(&obj_path)?;
-    crate::patcher::debug_time("link: written", t);
+    crate::ui::debug_time("link: written", t);
     run_ld(&obj_path, &so_path, merged.anchor_addr)?;
-    crate::patcher::debug_time("link: ld", t);
+    crate::ui::debug_time("link: ld", t);
     let (len, syms) = read_linked(&so_path, job.addr)?;
-    crate::patcher::debug_time("link: read linked", t);
+    crate::ui::debug_time("link: read linked", t);
     let fns = rebound_fns(job, &merged.entries, &merged.instances, &syms)?;
     Ok(LinkedPatch {
         path: so_path,

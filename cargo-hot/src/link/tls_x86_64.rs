@@ -511,7 +511,7 @@ impl TlsSite<'_> {
             }
             _ => "a thread-local".to_string(),
         };
-        let detail = if debugging() {
+        let detail = if crate::ui::debugging() {
             format!(
                 " [ELF relocation type {} at {}+{:#x}]",
                 self.r_type, self.section, self.offset
@@ -581,11 +581,6 @@ pub(super) fn check_tls_sequences(
             )),
         }
     })
-}
-
-/// `CARGO_HOT_DEBUG` is set: refusals name relocation types too.
-fn debugging() -> bool {
-    std::env::var_os("CARGO_HOT_DEBUG").is_some()
 }
 
 #[cfg(test)]
