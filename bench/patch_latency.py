@@ -13,7 +13,7 @@ usage: bench/patch_latency.py FIXTURE_DIR FILE MARKER [N]
   FILE         source file (relative) containing MARKER inside a #[hot] fn's output
   MARKER       text printed by the hot fn; edits replace it by MARKER-<i>
 """
-import os, re, shutil, statistics, subprocess, sys, tempfile, threading, time
+import os, re, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,6 +47,14 @@ class Proc:
         except ProcessLookupError:
             pass
         self.p.wait(timeout=20)
+
+def free_port():
+    """A TCP port nothing listens on now (bound once and released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 def save(path, text):
     tmp = path + ".bench-tmp"

@@ -18,14 +18,7 @@ needs: wrk (Debian: apt-get install wrk)
 import http.client, os, re, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from patch_latency import Proc, REPO, pct, save  # noqa: E402
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from patch_latency import Proc, REPO, free_port, pct, save  # noqa: E402
 
 PIN = "--pin" in sys.argv
 # `--tool PATH`: that cargo-hot binary instead of this tree's release build (to compare builds

@@ -16,9 +16,10 @@ usage: bench/vs_dx.py WORKLOAD [N]     WORKLOAD: hello | asyncapp | axum | libbi
 needs: dx 0.7.10 (`cargo install dioxus-cli --version 0.7.10 --locked`, about 25 minutes)
 Not part of `cargo test`.
 """
-import http.client, os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
+import http.client, os, shutil, statistics, subprocess, sys, tempfile, threading, time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from patch_latency import REPO, free_port, pct  # noqa: E402
 WORKLOADS = {
     # file, marker the new code shows (the edit appends to it), how the program shows it:
     # "out" = a line of its output, "http" = the body of `GET /` (port in $BENCH_PORT)
@@ -30,11 +31,6 @@ WORKLOADS = {
     # a Bevy-shaped app (bevy_ecs + bevy_app): the edit is in a system
     "ecs": ("src/main.rs", "mood=calm", "out"),
 }
-
-
-def pct(v, p):
-    v = sorted(v)
-    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
 
 
 class Proc:
@@ -113,14 +109,6 @@ def save(path, text):
     # then builds the old text (seen on this workload), which would not be a fair figure.
     with open(path, "w") as f:
         f.write(text)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def main():
