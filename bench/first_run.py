@@ -13,24 +13,10 @@ usage: bench/first_run.py FIXTURE_DIR MARKER TOOL_REPO [TOOL_REPO ...]
   e.g. bench/first_run.py examples/server "listening on" /tmp/old-tree .
 Each TOOL_REPO is a checkout of this repository whose `cargo-hot` is built (release) first.
 """
-import os, shutil, subprocess, sys, tempfile, threading, time
+import os, shutil, subprocess, sys, threading, time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def copy_fixture(src):
-    dst = os.path.join(tempfile.mkdtemp(prefix="cargo-hot-first-run-"), "ws")
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("target"))
-    for root, _, files in os.walk(dst):
-        for f in files:
-            if f == "Cargo.toml":
-                p = os.path.join(root, f)
-                s = open(p).read().replace("@REPO@", REPO)
-                s = s.replace("../../hot-runtime", os.path.join(REPO, "hot-runtime"))
-                if root == dst and "[workspace]" not in s:
-                    s += "\n[workspace]\n"
-                open(p, "w").write(s)
-    return dst
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from patch_latency import REPO, copy_fixture  # noqa: E402
 
 
 def first_line(tool, cwd, marker, timeout=1800):
@@ -67,7 +53,7 @@ def main():
         tool = os.path.join(repo, "target", "release", "cargo-hot")
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
                              text=True).stdout.strip()
-        ws = copy_fixture(os.path.join(REPO, fixture))
+        ws = copy_fixture(os.path.join(REPO, fixture), "cargo-hot-first-run-")
         t0 = time.monotonic()
         subprocess.run(["cargo", "build", "-q"], cwd=ws, check=True)
         user = time.monotonic() - t0

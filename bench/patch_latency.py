@@ -62,18 +62,28 @@ def save(path, text):
         f.write(text)
     os.replace(tmp, path)
 
-def main():
-    fixture, rel, marker = sys.argv[1], sys.argv[2], sys.argv[3]
-    n = int(sys.argv[4]) if len(sys.argv) > 4 else 20
-    work = tempfile.mkdtemp(prefix="cargo-hot-bench-")
-    dst = os.path.join(work, "ws")
-    shutil.copytree(fixture, dst, ignore=shutil.ignore_patterns("target"))
+def copy_fixture(src, prefix="cargo-hot-bench-"):
+    """A copy of the crate or workspace `src` in a fresh temp dir (`<tmp>/ws`), without its
+    target dir, standalone: `@REPO@` and `../../hot-runtime` in its manifests point at this
+    repository, and its root manifest is a workspace of its own."""
+    dst = os.path.join(tempfile.mkdtemp(prefix=prefix), "ws")
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("target"))
     for root, _, files in os.walk(dst):
         for f in files:
             if f == "Cargo.toml":
                 p = os.path.join(root, f)
                 s = open(p).read().replace("@REPO@", REPO)
+                s = s.replace("../../hot-runtime", os.path.join(REPO, "hot-runtime"))
+                if root == dst and "[workspace]" not in s:
+                    s += "\n[workspace]\n"
                 open(p, "w").write(s)
+    return dst
+
+def main():
+    fixture, rel, marker = sys.argv[1], sys.argv[2], sys.argv[3]
+    n = int(sys.argv[4]) if len(sys.argv) > 4 else 20
+    dst = copy_fixture(fixture)
+    work = os.path.dirname(dst)
     target = os.path.join(REPO, "target", "bench")
     tool = os.path.join(REPO, "target", "release", "cargo-hot")
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "cargo-hot"], cwd=REPO, check=True)

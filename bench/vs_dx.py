@@ -16,10 +16,10 @@ usage: bench/vs_dx.py WORKLOAD [N]     WORKLOAD: hello | asyncapp | axum | libbi
 needs: dx 0.7.10 (`cargo install dioxus-cli --version 0.7.10 --locked`, about 25 minutes)
 Not part of `cargo test`.
 """
-import http.client, os, shutil, statistics, subprocess, sys, tempfile, threading, time
+import http.client, os, statistics, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from patch_latency import REPO, free_port, pct  # noqa: E402
+from patch_latency import REPO, copy_fixture, free_port, pct  # noqa: E402
 WORKLOADS = {
     # file, marker the new code shows (the edit appends to it), how the program shows it:
     # "out" = a line of its output, "http" = the body of `GET /` (port in $BENCH_PORT)
@@ -95,15 +95,6 @@ class Proc:
             os.killpg(self.p.pid, 9)
 
 
-def copy(src, name):
-    dst = os.path.join(tempfile.mkdtemp(prefix=f"vs-dx-{name}-"), "ws")
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("target"))
-    p = os.path.join(dst, "Cargo.toml")
-    text = open(p).read().replace("@REPO@", REPO)
-    open(p, "w").write(text)
-    return dst
-
-
 def save(path, text):
     # In place, as VS Code saves: dx reacts to the temporary file of a write + rename save and
     # then builds the old text (seen on this workload), which would not be a fair figure.
@@ -118,7 +109,7 @@ def main():
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "cargo-hot"], cwd=REPO, check=True)
     tool = os.path.join(REPO, "target", "release", "cargo-hot")
     src = os.path.join(REPO, "bench", "dx", workload)
-    ours, theirs = copy(src, "hot"), copy(src, "dx")
+    ours, theirs = copy_fixture(src, "vs-dx-hot-"), copy_fixture(src, "vs-dx-dx-")
     ports = {ours: free_port(), theirs: free_port()}
     # Each builds its dependencies once in its own target dir (not timed as a patch).
     hot = Proc([tool, "hot", "run", "--color", "never"], ours, {"BENCH_PORT": str(ports[ours])})
